@@ -1,0 +1,453 @@
+//! Pipeline configuration: `config/config.yaml`, then `SEPSIS__SECTION__KEY`
+//! environment variables, then command-line overrides, each layer winning over
+//! the one before it.
+//!
+//! Loading goes through two stages. [`RawConfig`] mirrors the YAML file and is
+//! what `figment` deserialises into, with unknown keys rejected so a typo fails
+//! loudly. [`Config::check`] then turns it into a checked [`Config`], so a bad
+//! value (a negative learning rate, a validation fraction of 1.5) never reaches
+//! training. Every error names the dotted key it is about.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The configuration file shipped in the repository, embedded so that the
+/// binary works from any directory.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/config.yaml");
+
+/// Prefix of the environment variables that override configuration keys, as
+/// in `SEPSIS__TRAINING__LEARNING_RATE=0.1`.
+pub const ENV_PREFIX: &str = "SEPSIS__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} could not be read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A key has the wrong type or is unknown; `figment` names the key and the
+    /// source (file or environment variable) in its message.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {key} = {value}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("invalid command-line override {0:?}: expected KEY=VALUE, for example training.num_leaves=63")]
+    Override(String),
+}
+
+/// The configuration as written in YAML, before any value is checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub storage: StorageConfig,
+    pub layout: LayoutConfig,
+    pub data: DataConfig,
+    pub split: SplitConfig,
+    pub training: TrainingConfig,
+    pub evaluation: EvaluationConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `file:///abs/dir`, a plain directory path, `s3://bucket/prefix` or `memory://`.
+    pub uri: String,
+    /// Use `https://bucket.host/` addressing instead of path-style `https://host/bucket/`.
+    #[serde(default)]
+    pub s3_virtual_hosted_style: bool,
+}
+
+/// Names of the five top-level folders of the store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutConfig {
+    pub raw_data: String,
+    pub processed_data: String,
+    pub feature_store: String,
+    pub artifacts: String,
+    pub model_registry: String,
+}
+
+impl Default for LayoutConfig {
+    fn default() -> Self {
+        LayoutConfig {
+            raw_data: "raw-data".into(),
+            processed_data: "processed-data".into(),
+            feature_store: "feature-store".into(),
+            artifacts: "artifacts".into(),
+            model_registry: "model-registry".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Column schema; when absent, the schema embedded in the binary is used.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Input used by `sepsis pipeline` when `--data` is not given.
+    pub default_input: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    pub seed: u64,
+    pub validation_fraction: f64,
+}
+
+/// How the rare positive class is up-weighted during training.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Imbalance {
+    /// LightGBM's `scale_pos_weight` = negative rows / positive rows.
+    ScalePosWeight,
+    /// Per-row weights: positives get negative rows / positive rows, negatives 1.
+    SampleWeights,
+    /// No re-weighting.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub num_iterations: u32,
+    pub num_leaves: u32,
+    pub learning_rate: f64,
+    pub max_bin: u32,
+    pub min_data_in_leaf: u32,
+    pub feature_fraction: f64,
+    pub bagging_fraction: f64,
+    pub bagging_freq: u32,
+    pub lambda_l2: f64,
+    pub seed: u64,
+    /// OpenMP threads for LightGBM; 0 lets LightGBM use every core.
+    pub num_threads: u32,
+    pub imbalance: Imbalance,
+    /// How LightGBM builds histograms. Fixing it keeps training deterministic,
+    /// which LightGBM's automatic choice does not promise.
+    pub histogram: Histogram,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Histogram {
+    /// `force_row_wise`: faster with many rows and few features.
+    RowWise,
+    /// `force_col_wise`: faster with many features or many threads.
+    ColWise,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Probability at or above which an hour counts as an alert.
+    pub threshold: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Folder of the daily rolling log file; an empty string disables the file.
+    pub dir: PathBuf,
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `sepsis_ews=debug`.
+    pub level: String,
+}
+
+/// The checked configuration. Construct it with [`Config::load`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub storage: StorageConfig,
+    pub layout: LayoutConfig,
+    pub data: DataConfig,
+    pub split: SplitConfig,
+    pub training: TrainingConfig,
+    pub evaluation: EvaluationConfig,
+    pub logging: LoggingConfig,
+}
+
+/// Where the configuration comes from, in increasing precedence.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    /// A YAML file; `None` means the embedded default configuration.
+    pub file: Option<PathBuf>,
+    /// Whether `SEPSIS__…` environment variables apply (tests turn this off).
+    pub read_env: bool,
+    /// `KEY=VALUE` pairs with dotted keys, from command-line flags.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Loads and checks the configuration from its layered sources.
+    pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
+        let mut figment = match &sources.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Figment::from(Yaml::string(&text))
+            }
+            None => Figment::from(Yaml::string(DEFAULT_CONFIG_YAML)),
+        };
+        if sources.read_env {
+            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        }
+        for (key, value) in &sources.overrides {
+            // An override is YAML, so numbers and booleans keep their types;
+            // an empty value is the empty string rather than YAML's null.
+            let value: serde_yaml::Value = match value.as_str() {
+                "" => serde_yaml::Value::String(String::new()),
+                text => serde_yaml::from_str(text)
+                    .unwrap_or_else(|_| serde_yaml::Value::String(text.to_string())),
+            };
+            figment = figment.merge(CommandLine(Serialized::default(key.as_str(), value)));
+        }
+        let raw: RawConfig = figment
+            .extract()
+            .map_err(|error| ConfigError::Parse(describe_figment_error(error)))?;
+        let mut config = Config::check(raw)?;
+        // The embedded configuration names the repository's schema file; away
+        // from a checkout, the identical schema embedded in the binary is used.
+        if sources.file.is_none() && config.data.schema.as_ref().is_some_and(|p| !p.exists()) {
+            config.data.schema = None;
+        }
+        Ok(config)
+    }
+
+    /// Checks every value that has a valid range.
+    pub fn check(raw: RawConfig) -> Result<Config, ConfigError> {
+        let t = &raw.training;
+        ensure(
+            t.num_iterations >= 1,
+            "training.num_iterations",
+            t.num_iterations,
+            "must be at least 1",
+        )?;
+        ensure(
+            t.num_leaves >= 2,
+            "training.num_leaves",
+            t.num_leaves,
+            "must be at least 2",
+        )?;
+        ensure(
+            t.learning_rate > 0.0 && t.learning_rate.is_finite(),
+            "training.learning_rate",
+            t.learning_rate,
+            "must be a positive number",
+        )?;
+        ensure(
+            t.max_bin >= 2,
+            "training.max_bin",
+            t.max_bin,
+            "must be at least 2",
+        )?;
+        ensure(
+            t.feature_fraction > 0.0 && t.feature_fraction <= 1.0,
+            "training.feature_fraction",
+            t.feature_fraction,
+            "must be in (0, 1]",
+        )?;
+        ensure(
+            t.bagging_fraction > 0.0 && t.bagging_fraction <= 1.0,
+            "training.bagging_fraction",
+            t.bagging_fraction,
+            "must be in (0, 1]",
+        )?;
+        ensure(
+            t.lambda_l2 >= 0.0 && t.lambda_l2.is_finite(),
+            "training.lambda_l2",
+            t.lambda_l2,
+            "must be zero or positive",
+        )?;
+        let fraction = raw.split.validation_fraction;
+        ensure(
+            fraction > 0.0 && fraction < 1.0,
+            "split.validation_fraction",
+            fraction,
+            "must be strictly between 0 and 1",
+        )?;
+        let threshold = raw.evaluation.threshold;
+        ensure(
+            (0.0..=1.0).contains(&threshold),
+            "evaluation.threshold",
+            threshold,
+            "must be between 0 and 1",
+        )?;
+        ensure(
+            !raw.storage.uri.trim().is_empty(),
+            "storage.uri",
+            "\"\"",
+            "must not be empty",
+        )?;
+        let layout = &raw.layout;
+        for (key, name) in [
+            ("layout.raw_data", &layout.raw_data),
+            ("layout.processed_data", &layout.processed_data),
+            ("layout.feature_store", &layout.feature_store),
+            ("layout.artifacts", &layout.artifacts),
+            ("layout.model_registry", &layout.model_registry),
+        ] {
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            ensure(
+                valid,
+                key,
+                format!("{name:?}"),
+                "must be one folder name of letters, digits, '-' or '_'",
+            )?;
+        }
+
+        Ok(Config {
+            storage: raw.storage,
+            layout: raw.layout,
+            data: raw.data,
+            split: raw.split,
+            training: raw.training,
+            evaluation: raw.evaluation,
+            logging: raw.logging,
+        })
+    }
+
+    /// Resolves the schema path, if the configuration names one.
+    pub fn schema_path(&self) -> Option<&Path> {
+        self.data.schema.as_deref()
+    }
+}
+
+/// Parses a command-line `KEY=VALUE` override.
+pub fn parse_override(text: &str) -> Result<(String, String), ConfigError> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(ConfigError::Override(text.to_string())),
+    }
+}
+
+/// A command-line override, named as such in error messages.
+struct CommandLine(Serialized<serde_yaml::Value>);
+
+impl figment::Provider for CommandLine {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("a command-line flag")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+fn ensure(
+    condition: bool,
+    key: &'static str,
+    value: impl ToString,
+    reason: &'static str,
+) -> Result<(), ConfigError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            reason,
+        })
+    }
+}
+
+/// Joins every error `figment` collected, each naming its key and source.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(&ConfigSources {
+            file: None,
+            read_env: false,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let config = load_with(&[]).unwrap();
+        assert_eq!(config.training.num_iterations, 300);
+        assert_eq!(config.layout, LayoutConfig::default());
+    }
+
+    #[test]
+    fn override_replaces_nested_value() {
+        let config = load_with(&[("training.num_leaves", "63")]).unwrap();
+        assert_eq!(config.training.num_leaves, 63);
+    }
+
+    #[test]
+    fn negative_learning_rate_names_key() {
+        let error = load_with(&[("training.learning_rate", "-0.1")]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("training.learning_rate"), "{message}");
+        assert!(message.contains("-0.1"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let error = load_with(&[("split.seed", "abc")]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("split.seed"), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let error = load_with(&[("training.learnig_rate", "0.1")]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("learnig_rate"), "{message}");
+    }
+
+    #[test]
+    fn validation_fraction_out_of_range() {
+        let error = load_with(&[("split.validation_fraction", "1.5")]).unwrap_err();
+        assert!(error.to_string().contains("split.validation_fraction"));
+    }
+
+    #[test]
+    fn override_without_equals_is_rejected() {
+        assert!(parse_override("training.num_leaves").is_err());
+        assert_eq!(
+            parse_override("a.b=c=d").unwrap(),
+            ("a.b".to_string(), "c=d".to_string())
+        );
+    }
+}

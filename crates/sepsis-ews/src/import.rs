@@ -1,0 +1,893 @@
+//! `sepsis data import`: turns hourly ICU data into `raw-data/sepsis-data.csv`.
+//!
+//! Three inputs are accepted, told apart by what they are rather than by a flag:
+//! - a directory of PhysioNet `.psv` files (or one `.psv` file), one patient per
+//!   file, the patient id being the file name without `.psv`;
+//! - a CSV, plain or gzip-compressed, in PhysioNet long format: `patient_id`
+//!   plus the challenge columns, one row per patient-hour;
+//! - a ready `sepsis-data.csv` that already has the label column.
+//!
+//! Values are copied as text (so `83.14` stays `83.14`), after a check that each
+//! one parses as its schema dtype; an empty field or `NaN` becomes an empty
+//! field, meaning missing. When the label is absent it is derived per patient:
+//! onset = hour of the first `SepsisLabel` = 1 plus 6 h, and `label_12h` = 1 for
+//! hours t ≥ onset − 12.
+//!
+//! The output streams to the store and appears only when complete, so a bad
+//! input leaves the previous import in place.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::progress::SharedProgress;
+use crate::schema::{DType, Schema};
+use crate::storage::{Area, StorageError, Store};
+
+/// Key of the imported data inside `raw-data/`.
+pub const RAW_DATA_KEY: &str = "sepsis-data.csv";
+/// Key of the import record (digest, counts) inside `raw-data/`.
+pub const RAW_MANIFEST_KEY: &str = "sepsis-data.json";
+
+/// Hours between the first positive challenge label and sepsis onset: the
+/// challenge labels are shifted 6 h ahead of onset.
+const LABEL_SHIFT_HOURS: f64 = 6.0;
+/// The prediction horizon: the target is positive from this many hours before onset.
+const HORIZON_HOURS: f64 = 12.0;
+/// Output is sent to storage in chunks of about this size.
+const CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{file}: {message}")]
+    Input { file: String, message: String },
+    #[error("{file}: line {line}: {message}")]
+    Read {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("{file}: line {line}, column {column:?}: {message}")]
+    Value {
+        file: String,
+        line: u64,
+        column: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Which kind of input was recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    PsvDirectory,
+    LongCsv,
+    Ready,
+}
+
+/// What an import wrote; stored next to the data as `raw-data/sepsis-data.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportManifest {
+    /// SHA-256 of `raw-data/sepsis-data.csv`, hex.
+    pub digest: String,
+    pub rows: u64,
+    pub patients: u64,
+    /// Patients with at least one positive label.
+    pub septic_patients: u64,
+    pub format: InputFormat,
+    /// File name of the input, without its folder.
+    pub source: String,
+    pub imported_at: String,
+}
+
+/// Imports `input` into `raw-data/`.
+pub async fn import(
+    store: &Store,
+    schema: &Schema,
+    input: &Path,
+    progress: SharedProgress,
+) -> Result<ImportManifest, ImportError> {
+    let sources = list_sources(input)?;
+    let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(4);
+    let schema = schema.clone();
+    let producer_sources = sources.clone();
+    let producer_progress = Arc::clone(&progress);
+    let producer = tokio::task::spawn_blocking(move || {
+        let sink = ChannelSink {
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            sender,
+        };
+        convert(&schema, &producer_sources, sink, producer_progress.as_ref())
+    });
+
+    let mut writer = store.writer(Area::RawData, RAW_DATA_KEY);
+    let mut hasher = Sha256::new();
+    let mut write_error = None;
+    while let Some(chunk) = receiver.recv().await {
+        hasher.update(&chunk);
+        if let Err(error) = writer.write_all(&chunk).await {
+            write_error = Some(error);
+            break;
+        }
+    }
+    drop(receiver);
+    let converted = producer.await.expect("the import thread does not panic");
+    progress.end();
+
+    let counts = match (converted, write_error) {
+        (Ok(counts), None) => counts,
+        (Err(error), _) => {
+            writer.abort().await?;
+            return Err(error);
+        }
+        (Ok(_), Some(error)) => {
+            writer.abort().await?;
+            return Err(error.into());
+        }
+    };
+    writer.finish().await?;
+
+    let manifest = ImportManifest {
+        digest: hex::encode(hasher.finalize()),
+        rows: counts.rows,
+        patients: counts.patients,
+        septic_patients: counts.septic_patients,
+        format: counts.format,
+        source: input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        imported_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    store
+        .put(Area::RawData, RAW_MANIFEST_KEY, Bytes::from(json))
+        .await?;
+    Ok(manifest)
+}
+
+/// Reads the record of the last import.
+pub async fn read_manifest(store: &Store) -> Result<ImportManifest, ImportError> {
+    let bytes = match store.get(Area::RawData, RAW_MANIFEST_KEY).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound { location }) => {
+            return Err(ImportError::Input {
+                file: location,
+                message: "no imported data; run `sepsis data import --data PATH` first".into(),
+            })
+        }
+        Err(error) => return Err(error.into()),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ImportError::Input {
+        file: store.uri(Area::RawData, RAW_MANIFEST_KEY),
+        message: format!("invalid import record: {e}"),
+    })
+}
+
+/// One input file and, for `.psv` files, the patient id it implies.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    patient_id: Option<String>,
+    size: u64,
+}
+
+fn list_sources(input: &Path) -> Result<Vec<Source>, ImportError> {
+    let input_error = |message: String| ImportError::Input {
+        file: input.display().to_string(),
+        message,
+    };
+    let metadata =
+        std::fs::metadata(input).map_err(|e| input_error(format!("cannot open: {e}")))?;
+
+    if metadata.is_dir() {
+        let entries =
+            std::fs::read_dir(input).map_err(|e| input_error(format!("cannot list: {e}")))?;
+        let mut sources = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| input_error(format!("cannot list: {e}")))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "psv") {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                sources.push(psv_source(path, size));
+            }
+        }
+        if sources.is_empty() {
+            return Err(input_error("the directory holds no .psv files".into()));
+        }
+        sources.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(sources);
+    }
+
+    if input.extension().is_some_and(|e| e == "psv") {
+        return Ok(vec![psv_source(input.to_path_buf(), metadata.len())]);
+    }
+    Ok(vec![Source {
+        path: input.to_path_buf(),
+        patient_id: None,
+        size: metadata.len(),
+    }])
+}
+
+fn psv_source(path: PathBuf, size: u64) -> Source {
+    let patient_id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Source {
+        path,
+        patient_id: Some(patient_id),
+        size,
+    }
+}
+
+struct Counts {
+    rows: u64,
+    patients: u64,
+    septic_patients: u64,
+    format: InputFormat,
+}
+
+/// Buffers output and hands it to the async side in chunks.
+struct ChannelSink {
+    buffer: Vec<u8>,
+    sender: mpsc::Sender<Vec<u8>>,
+}
+
+impl std::io::Write for ChannelSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.sender
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the storage writer stopped"))
+    }
+}
+
+/// Counts the compressed or plain bytes read, for the progress bar.
+struct CountingReader<'a, R> {
+    inner: R,
+    progress: &'a dyn crate::progress::Progress,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Where each output column comes from in the current input file.
+#[derive(Debug, Clone, Copy)]
+enum FieldSource {
+    Input(usize),
+    PatientFromFileName,
+    Missing,
+    DerivedLabel,
+}
+
+/// The per-file plan: which input field feeds each schema column.
+struct Plan {
+    fields: Vec<FieldSource>,
+    label_present: bool,
+}
+
+fn convert(
+    schema: &Schema,
+    sources: &[Source],
+    sink: ChannelSink,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Counts, ImportError> {
+    let total: u64 = sources.iter().map(|s| s.size).sum();
+    progress.begin("import", Some(total));
+
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(sink);
+    let header: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    out.write_record(&header).map_err(|e| write_failed(&e))?;
+
+    let mut state = PatientBuffer::new(schema);
+    let mut finished_patients: HashSet<String> = HashSet::new();
+    let mut format = None;
+
+    for source in sources {
+        let file_name = source.path.display().to_string();
+        let file = File::open(&source.path).map_err(|e| ImportError::Input {
+            file: file_name.clone(),
+            message: format!("cannot open: {e}"),
+        })?;
+        let reader = open_maybe_gzip(CountingReader {
+            inner: file,
+            progress,
+        })
+        .map_err(|e| ImportError::Input {
+            file: file_name.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let delimiter = if source.patient_id.is_some() {
+            b'|'
+        } else {
+            b','
+        };
+        let mut csv_reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(reader);
+
+        let input_header = csv_reader
+            .byte_headers()
+            .map_err(|e| read_error(&file_name, &e))?
+            .clone();
+        if input_header.is_empty() || (input_header.len() == 1 && input_header[0].is_empty()) {
+            return Err(ImportError::Input {
+                file: file_name,
+                message: "the file is empty; expected a header row naming the columns".into(),
+            });
+        }
+        let plan = plan_columns(schema, &input_header, source, &file_name)?;
+        let file_format = match (source.patient_id.is_some(), plan.label_present) {
+            (true, _) => InputFormat::PsvDirectory,
+            (false, true) => InputFormat::Ready,
+            (false, false) => InputFormat::LongCsv,
+        };
+        format.get_or_insert(file_format);
+
+        let mut record = csv::ByteRecord::new();
+        let mut data_rows = 0u64;
+        loop {
+            match csv_reader.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(read_error(&file_name, &e)),
+            }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            data_rows += 1;
+            let row = build_row(schema, &plan, &record, source, &file_name, line)?;
+
+            if state.current_id.as_deref() != Some(row.patient_id.as_str()) {
+                if let Some(done) = state.flush(&mut out)? {
+                    finished_patients.insert(done);
+                }
+                if finished_patients.contains(&row.patient_id) {
+                    return Err(ImportError::Value {
+                        file: file_name,
+                        line,
+                        column: schema.id_column.clone(),
+                        message: "this patient's rows are not contiguous: the same id appeared \
+                                  earlier, separated by another patient's rows; sort the file by \
+                                  patient id, then hour"
+                            .into(),
+                    });
+                }
+                state.current_id = Some(row.patient_id.clone());
+            }
+            state.push(row);
+        }
+        if data_rows == 0 && sources.len() == 1 {
+            return Err(ImportError::Input {
+                file: file_name,
+                message: "the file has a header but no data rows".into(),
+            });
+        }
+    }
+    state.flush(&mut out)?;
+
+    let mut sink = out
+        .into_inner()
+        .map_err(|e| write_failed(&std::io::Error::other(e.to_string())))?;
+    std::io::Write::flush(&mut sink).map_err(|e| write_failed(&e))?;
+    if state.rows == 0 {
+        return Err(ImportError::Input {
+            file: sources[0].path.display().to_string(),
+            message: "no data rows".into(),
+        });
+    }
+    Ok(Counts {
+        rows: state.rows,
+        patients: state.patients,
+        septic_patients: state.septic_patients,
+        format: format.unwrap_or(InputFormat::LongCsv),
+    })
+}
+
+fn write_failed(error: &dyn std::fmt::Display) -> ImportError {
+    ImportError::Input {
+        file: RAW_DATA_KEY.into(),
+        message: format!("writing the imported data failed: {error}"),
+    }
+}
+
+/// Wraps the reader in a gzip decoder when the data starts with the gzip magic bytes.
+fn open_maybe_gzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let start = buffered.fill_buf()?;
+    if start.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        )))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+fn read_error(file: &str, error: &csv::Error) -> ImportError {
+    let line = error.position().map(|p| p.line()).unwrap_or(0);
+    let message = match error.kind() {
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends unexpectedly: truncated or corrupt gzip data".to_string()
+        }
+        csv::ErrorKind::Io(io) => format!("read failed: {io}"),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields but the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_string(),
+        _ => error.to_string(),
+    };
+    if line == 0 {
+        ImportError::Input {
+            file: file.to_string(),
+            message,
+        }
+    } else {
+        ImportError::Read {
+            file: file.to_string(),
+            line,
+            message,
+        }
+    }
+}
+
+fn plan_columns(
+    schema: &Schema,
+    header: &csv::ByteRecord,
+    source: &Source,
+    file: &str,
+) -> Result<Plan, ImportError> {
+    let names: Vec<String> = header
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).trim().to_string())
+        .collect();
+    let header_error = |column: &str, message: String| ImportError::Value {
+        file: file.to_string(),
+        line: 1,
+        column: column.to_string(),
+        message,
+    };
+
+    let mut seen = HashSet::new();
+    for name in &names {
+        if schema.column(name).is_none() {
+            return Err(header_error(
+                name,
+                "unknown column: it is not in the schema (config/schema.yaml)".into(),
+            ));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(header_error(
+                name,
+                "the column appears twice in the header".into(),
+            ));
+        }
+    }
+
+    let position = |name: &str| names.iter().position(|n| n == name);
+    let label_present = position(&schema.label_column).is_some();
+    let outcome_present = schema
+        .outcome_column
+        .as_deref()
+        .is_some_and(|o| position(o).is_some());
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    for column in &schema.columns {
+        let field = match position(&column.name) {
+            Some(index) => FieldSource::Input(index),
+            None if column.name == schema.id_column && source.patient_id.is_some() => {
+                FieldSource::PatientFromFileName
+            }
+            None if column.name == schema.label_column && outcome_present => {
+                FieldSource::DerivedLabel
+            }
+            None if column.name == schema.label_column => {
+                let outcome = schema.outcome_column.as_deref().unwrap_or("(none)");
+                return Err(header_error(
+                    &column.name,
+                    format!(
+                        "missing label: the file has neither {:?} nor {outcome:?} to derive it from",
+                        column.name
+                    ),
+                ));
+            }
+            None if column.may_be_absent => FieldSource::Missing,
+            None => {
+                return Err(header_error(
+                    &column.name,
+                    "missing column: the schema requires it in the header".into(),
+                ))
+            }
+        };
+        fields.push(field);
+    }
+    Ok(Plan {
+        fields,
+        label_present,
+    })
+}
+
+/// One output row, before the label of its patient is known.
+struct Row {
+    patient_id: String,
+    hour: f64,
+    positive_outcome: bool,
+    /// Output fields in schema order; a derived label is filled in later.
+    fields: csv::ByteRecord,
+}
+
+const MISSING: &[u8] = b"";
+
+fn is_missing(text: &[u8]) -> bool {
+    text.is_empty() || text.eq_ignore_ascii_case(b"nan")
+}
+
+fn build_row(
+    schema: &Schema,
+    plan: &Plan,
+    record: &csv::ByteRecord,
+    source: &Source,
+    file: &str,
+    line: u64,
+) -> Result<Row, ImportError> {
+    let mut fields = csv::ByteRecord::with_capacity(256, plan.fields.len());
+    let mut patient_id = String::new();
+    let mut hour = None;
+    let mut positive_outcome = false;
+
+    for (column, field) in schema.columns.iter().zip(&plan.fields) {
+        let value_error = |message: String| ImportError::Value {
+            file: file.to_string(),
+            line,
+            column: column.name.clone(),
+            message,
+        };
+        let text: &[u8] = match *field {
+            FieldSource::Input(index) => trim(&record[index]),
+            FieldSource::PatientFromFileName => {
+                source.patient_id.as_deref().unwrap_or_default().as_bytes()
+            }
+            FieldSource::Missing | FieldSource::DerivedLabel => MISSING,
+        };
+        let text = if is_missing(text) { MISSING } else { text };
+
+        if text.is_empty() {
+            let derived = matches!(field, FieldSource::DerivedLabel);
+            let key_column = column.name == schema.id_column || column.name == schema.time_column;
+            if key_column && !derived {
+                return Err(value_error(
+                    "missing value: this column is required in every row".into(),
+                ));
+            }
+            fields.push_field(MISSING);
+            continue;
+        }
+
+        let as_str = std::str::from_utf8(text)
+            .map_err(|_| value_error("the value is not valid UTF-8".into()))?;
+        match column.dtype {
+            DType::String => {}
+            DType::Float64 => {
+                let value: f64 = as_str.parse().map_err(|_| {
+                    value_error(format!("invalid number {as_str:?}: expected a float64"))
+                })?;
+                if column.name == schema.time_column {
+                    if !value.is_finite() {
+                        return Err(value_error(format!("invalid hour {as_str:?}")));
+                    }
+                    hour = Some(value);
+                }
+            }
+            DType::Int64 => {
+                let value: i64 = as_str.parse().map_err(|_| {
+                    value_error(format!("invalid integer {as_str:?}: expected an int64"))
+                })?;
+                if schema.outcome_column.as_deref() == Some(column.name.as_str()) {
+                    positive_outcome = value == 1;
+                }
+            }
+        }
+        if column.name == schema.id_column {
+            patient_id = as_str.to_string();
+        }
+        fields.push_field(text);
+    }
+
+    Ok(Row {
+        patient_id,
+        hour: hour.unwrap_or(f64::NAN),
+        positive_outcome,
+        fields,
+    })
+}
+
+fn trim(field: &[u8]) -> &[u8] {
+    field.trim_ascii()
+}
+
+/// Holds one patient's rows until the patient ends, because the label at an
+/// hour depends on the first positive hour, which may come later.
+struct PatientBuffer {
+    current_id: Option<String>,
+    rows_of_patient: Vec<Row>,
+    label_index: usize,
+    rows: u64,
+    patients: u64,
+    septic_patients: u64,
+}
+
+impl PatientBuffer {
+    fn new(schema: &Schema) -> Self {
+        PatientBuffer {
+            current_id: None,
+            rows_of_patient: Vec::new(),
+            label_index: schema
+                .index_of(&schema.label_column)
+                .expect("the schema check guarantees the label column"),
+            rows: 0,
+            patients: 0,
+            septic_patients: 0,
+        }
+    }
+
+    fn push(&mut self, row: Row) {
+        self.rows_of_patient.push(row);
+    }
+
+    /// Writes the buffered patient, filling in a derived label, and returns its id.
+    fn flush<W: std::io::Write>(
+        &mut self,
+        out: &mut csv::Writer<W>,
+    ) -> Result<Option<String>, ImportError> {
+        if self.rows_of_patient.is_empty() {
+            return Ok(None);
+        }
+        let first_positive_hour = self
+            .rows_of_patient
+            .iter()
+            .find(|r| r.positive_outcome)
+            .map(|r| r.hour);
+        let label_start = first_positive_hour.map(|hour| hour + LABEL_SHIFT_HOURS - HORIZON_HOURS);
+
+        let mut septic = false;
+        for row in &self.rows_of_patient {
+            let label_field = &row.fields[self.label_index];
+            let write_result = if label_field.is_empty() {
+                let positive = label_start.is_some_and(|start| row.hour >= start);
+                septic |= positive;
+                let label: &[u8] = if positive { b"1" } else { b"0" };
+                out.write_record(row.fields.iter().enumerate().map(|(i, f)| {
+                    if i == self.label_index {
+                        label
+                    } else {
+                        f
+                    }
+                }))
+            } else {
+                septic |= label_field == b"1";
+                out.write_byte_record(&row.fields)
+            };
+            write_result.map_err(|e| write_failed(&e))?;
+        }
+
+        self.rows += self.rows_of_patient.len() as u64;
+        self.patients += 1;
+        self.septic_patients += u64::from(septic);
+        self.rows_of_patient.clear();
+        Ok(self.current_id.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LayoutConfig, StorageConfig};
+    use crate::progress::silent;
+
+    fn memory_store() -> Store {
+        Store::open(
+            &StorageConfig {
+                uri: "memory://".into(),
+                s3_virtual_hosted_style: false,
+            },
+            &LayoutConfig::default(),
+        )
+        .unwrap()
+    }
+
+    const CHALLENGE_HEADER: &str = "HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";
+
+    /// A long-format row with HR, Age, Gender, ICULOS and SepsisLabel set.
+    fn long_row(patient: &str, hour: u32, hr: &str, sepsis: u8) -> String {
+        let mut fields = vec![String::new(); 41];
+        fields[0] = hr.to_string();
+        fields[34] = "60".into();
+        fields[35] = "1".into();
+        fields[39] = hour.to_string();
+        fields[40] = sepsis.to_string();
+        format!("{patient},{}", fields.join(","))
+    }
+
+    async fn import_text(text: &str, name: &str) -> Result<(Store, ImportManifest), ImportError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let store = memory_store();
+        let manifest = import(&store, &Schema::embedded(), &path, silent()).await?;
+        Ok((store, manifest))
+    }
+
+    fn labels_of(csv_text: &str) -> Vec<String> {
+        csv_text
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn label_starts_six_hours_before_first_positive() {
+        // First positive challenge label at hour 10: onset = 16, label from hour 4.
+        let mut text = format!("patient_id,{CHALLENGE_HEADER}\n");
+        for hour in 1..=12 {
+            let sepsis = u8::from(hour >= 10);
+            text.push_str(&long_row("p1", hour, "80", sepsis));
+            text.push('\n');
+        }
+        let (store, manifest) = import_text(&text, "data.csv").await.unwrap();
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        let labels = labels_of(std::str::from_utf8(&data).unwrap());
+        let expected: Vec<String> = (1..=12).map(|h| u8::from(h >= 4).to_string()).collect();
+        assert_eq!(labels, expected);
+        assert_eq!(manifest.septic_patients, 1);
+        assert_eq!(manifest.format, InputFormat::LongCsv);
+    }
+
+    #[tokio::test]
+    async fn non_septic_patient_is_all_zero() {
+        let mut text = format!("patient_id,{CHALLENGE_HEADER}\n");
+        for hour in 1..=3 {
+            text.push_str(&long_row("p2", hour, "", 0));
+            text.push('\n');
+        }
+        let (store, manifest) = import_text(&text, "data.csv").await.unwrap();
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        assert_eq!(
+            labels_of(std::str::from_utf8(&data).unwrap()),
+            ["0", "0", "0"]
+        );
+        assert_eq!(manifest.rows, 3);
+        assert_eq!(manifest.septic_patients, 0);
+    }
+
+    #[tokio::test]
+    async fn values_are_copied_as_text() {
+        let text = format!(
+            "patient_id,{CHALLENGE_HEADER}\n{}\n",
+            long_row("p1", 1, "83.140", 0)
+        );
+        let (store, _) = import_text(&text, "data.csv").await.unwrap();
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        assert!(std::str::from_utf8(&data).unwrap().contains("p1,83.140,"));
+    }
+
+    #[tokio::test]
+    async fn text_in_numeric_column_names_line_and_column() {
+        let text = format!(
+            "patient_id,{CHALLENGE_HEADER}\n{}\n{}\n",
+            long_row("p1", 1, "80", 0),
+            long_row("p1", 2, "abc", 0)
+        );
+        let message = import_text(&text, "bad.csv").await.unwrap_err().to_string();
+        assert!(message.contains("bad.csv"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("\"HR\""), "{message}");
+        assert!(message.contains("\"abc\""), "{message}");
+    }
+
+    #[tokio::test]
+    async fn nan_text_is_missing() {
+        let text = format!(
+            "patient_id,{CHALLENGE_HEADER}\n{}\n",
+            long_row("p1", 1, "NaN", 0)
+        );
+        let (store, _) = import_text(&text, "data.csv").await.unwrap();
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        assert!(std::str::from_utf8(&data).unwrap().contains("\np1,,"));
+    }
+
+    #[tokio::test]
+    async fn failed_import_keeps_previous_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.csv");
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(
+            &good,
+            format!(
+                "patient_id,{CHALLENGE_HEADER}\n{}\n",
+                long_row("p1", 1, "80", 0)
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &bad,
+            format!(
+                "patient_id,{CHALLENGE_HEADER}\n{}\n",
+                long_row("p1", 1, "x", 0)
+            ),
+        )
+        .unwrap();
+        let store = memory_store();
+        let schema = Schema::embedded();
+        let first = import(&store, &schema, &good, silent()).await.unwrap();
+        assert!(import(&store, &schema, &bad, silent()).await.is_err());
+        let kept = read_manifest(&store).await.unwrap();
+        assert_eq!(kept, first);
+    }
+
+    #[tokio::test]
+    async fn psv_directory_takes_ids_from_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let psv_header = CHALLENGE_HEADER.replace(',', "|");
+        for (name, hr) in [("p000002.psv", "90"), ("p000001.psv", "NaN")] {
+            let row = long_row("x", 1, hr, 0);
+            let fields = row.split_once(',').unwrap().1.replace(',', "|");
+            std::fs::write(dir.path().join(name), format!("{psv_header}\n{fields}\n")).unwrap();
+        }
+        let store = memory_store();
+        let manifest = import(&store, &Schema::embedded(), dir.path(), silent())
+            .await
+            .unwrap();
+        assert_eq!(manifest.patients, 2);
+        assert_eq!(manifest.format, InputFormat::PsvDirectory);
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        let text = std::str::from_utf8(&data).unwrap();
+        let ids: Vec<&str> = text.lines().skip(1).map(|l| &l[..7]).collect();
+        assert_eq!(ids, ["p000001", "p000002"]);
+    }
+
+    #[tokio::test]
+    async fn psv_with_wrong_header_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = CHALLENGE_HEADER
+            .replace(',', "|")
+            .replace("HR|", "HeartRate|");
+        std::fs::write(dir.path().join("p000001.psv"), format!("{header}\n")).unwrap();
+        let store = memory_store();
+        let message = import(&store, &Schema::embedded(), dir.path(), silent())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("p000001.psv"), "{message}");
+        assert!(message.contains("line 1"), "{message}");
+        assert!(message.contains("HeartRate"), "{message}");
+    }
+}

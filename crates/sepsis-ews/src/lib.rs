@@ -1,0 +1,23 @@
+//! sepsis-ews: a sepsis early-warning pipeline over object storage.
+//!
+//! Hourly ICU data is imported into `raw-data/`, parsed into a typed snapshot
+//! in `processed-data/`, validated against the column schema, turned into a
+//! versioned feature table in `feature-store/`, and used to train and evaluate
+//! a LightGBM model whose files go to `artifacts/`. See ARCHITECTURE.md for the
+//! code map and the invariants.
+
+pub mod config;
+pub mod evaluate;
+pub mod feature_store;
+pub mod features;
+pub mod import;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod progress;
+pub mod schema;
+pub mod storage;
+pub mod table;
+pub mod train;
+pub mod utility;
+pub mod validate;

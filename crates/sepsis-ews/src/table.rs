@@ -1,0 +1,149 @@
+//! Parquet encoding and decoding shared by the snapshot, the feature store and
+//! training. Files are built in memory (they are compressed, so far smaller
+//! than the rows they hold) and then stored in one atomic put.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::schema::{DType, Schema};
+
+/// Rows per decoded batch and per Parquet row group.
+pub const BATCH_ROWS: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("Parquet encoding failed: {0}")]
+    Encode(#[source] parquet::errors::ParquetError),
+    #[error("{location} is not a readable Parquet file: {source}")]
+    Decode {
+        location: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{location}: reading a row batch failed: {source}")]
+    Batch {
+        location: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+/// The Arrow schema of a snapshot: one nullable column per schema column.
+pub fn snapshot_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .columns
+        .iter()
+        .map(|c| {
+            let data_type = match c.dtype {
+                DType::String => DataType::Utf8,
+                DType::Float64 => DataType::Float64,
+                DType::Int64 => DataType::Int64,
+            };
+            Field::new(&c.name, data_type, true)
+        })
+        .collect();
+    Arc::new(ArrowSchema::new(fields))
+}
+
+/// Encodes batches into a Parquet file in memory.
+pub struct ParquetBuffer {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl ParquetBuffer {
+    pub fn new(schema: SchemaRef) -> Result<Self, TableError> {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(BATCH_ROWS * 4))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties))
+            .map_err(TableError::Encode)?;
+        Ok(ParquetBuffer { writer })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
+        self.writer.write(batch).map_err(TableError::Encode)
+    }
+
+    pub fn finish(self) -> Result<Bytes, TableError> {
+        let bytes = self.writer.into_inner().map_err(TableError::Encode)?;
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// Decodes a Parquet file batch by batch. `location` names it in errors.
+pub fn read_batches(
+    bytes: Bytes,
+    location: &str,
+) -> Result<impl Iterator<Item = Result<RecordBatch, TableError>>, TableError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|source| TableError::Decode {
+            location: location.to_string(),
+            source,
+        })?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|source| TableError::Decode {
+            location: location.to_string(),
+            source,
+        })?;
+    let location = location.to_string();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|source| TableError::Batch {
+            location: location.clone(),
+            source,
+        })
+    }))
+}
+
+/// Reads the row count from the Parquet footer without decoding any data.
+pub fn row_count(bytes: Bytes, location: &str) -> Result<u64, TableError> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|source| TableError::Decode {
+            location: location.to_string(),
+            source,
+        })?;
+    Ok(builder.metadata().file_metadata().num_rows() as u64)
+}
+
+/// Decodes only the named top-level columns, batch by batch.
+pub fn read_columns(
+    bytes: Bytes,
+    location: &str,
+    names: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch, TableError>>, TableError> {
+    let decode_error = |source| TableError::Decode {
+        location: location.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(decode_error)?;
+    let arrow_schema = builder.schema().clone();
+    let mut indices = Vec::with_capacity(names.len());
+    for name in names {
+        let index = arrow_schema.index_of(name).map_err(|e| TableError::Batch {
+            location: location.to_string(),
+            source: e,
+        })?;
+        indices.push(index);
+    }
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(decode_error)?;
+    let location = location.to_string();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|source| TableError::Batch {
+            location: location.clone(),
+            source,
+        })
+    }))
+}

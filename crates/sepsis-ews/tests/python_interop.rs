@@ -1,0 +1,100 @@
+//! A model trained here must load in Python LightGBM and predict the same
+//! probabilities. `scripts/test` points `SEPSIS_TEST_PYTHON` at a venv with
+//! the pinned `lightgbm` package.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use lightgbm3::Booster;
+use sepsis_ews::config::{Config, ConfigSources};
+use sepsis_ews::pipeline::{self, Context};
+use sepsis_ews::progress::silent;
+use sepsis_ews::storage::Area;
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_lightgbm_predicts_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&ConfigSources {
+        file: Some(repo_path("config/config.yaml")),
+        read_env: false,
+        overrides: vec![
+            (
+                "storage.uri".into(),
+                dir.path().join("store").display().to_string(),
+            ),
+            (
+                "data.schema".into(),
+                repo_path("config/schema.yaml").display().to_string(),
+            ),
+        ],
+    })
+    .unwrap();
+    let ctx = Context::open(config, silent()).unwrap();
+    let sample = repo_path("data/sample/physionet2019-setA-sample.csv.gz");
+
+    pipeline::run_import(&ctx, &sample).await.unwrap();
+    pipeline::run_ingest(&ctx).await.unwrap();
+    pipeline::run_validate(&ctx).await.unwrap();
+    let (features, _) = pipeline::run_transform(&ctx).await.unwrap();
+    let (trained, data, _) = pipeline::run_train(&ctx, Some(&features.version))
+        .await
+        .unwrap();
+
+    // Reload the stored text model, as a user of the artifacts would.
+    let model_key = format!("runs/{}/model.txt", trained.run_id);
+    let model_text = ctx.store.get(Area::Artifacts, &model_key).await.unwrap();
+    let model_path = dir.path().join("model.txt");
+    std::fs::write(&model_path, &model_text).unwrap();
+    let booster = Booster::from_string(std::str::from_utf8(&model_text).unwrap()).unwrap();
+
+    let validation = &data.validation.matrix;
+    let width = validation.width;
+    let probabilities = booster
+        .predict(&validation.values, width as i32, true)
+        .unwrap();
+    assert_eq!(probabilities.len(), validation.rows());
+
+    let matrix_path = dir.path().join("matrix.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&matrix_path).unwrap());
+    let mut header = trained.sidecar.feature_names.clone();
+    header.push("rust_probability".into());
+    writeln!(out, "{}", header.join(",")).unwrap();
+    for (row, probability) in probabilities.iter().enumerate() {
+        let fields: Vec<String> = validation.values[row * width..(row + 1) * width]
+            .iter()
+            .map(|v| {
+                if v.is_nan() {
+                    String::new()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        writeln!(out, "{},{probability:?}", fields.join(",")).unwrap();
+    }
+    drop(out);
+
+    let python = std::env::var("SEPSIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python)
+        .arg(repo_path("scripts/check_model.py"))
+        .arg(&model_path)
+        .arg(&matrix_path)
+        .output()
+        .unwrap_or_else(|e| panic!("{python} could not be started: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Python LightGBM disagrees or failed (run through scripts/test for the pinned venv):\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["rows"], validation.rows());
+    assert!(report["max_abs_difference"].as_f64().unwrap() <= 1e-12);
+}
