@@ -97,6 +97,9 @@ LIGHTGBM_PARAMS = {
     "max_bin": 255,
     "seed": SEED,
     "deterministic": True,
+    # The Rust side fixes the histogram mode, as LightGBM advises for
+    # deterministic runs; the same setting here keeps the two trainings equal.
+    "force_row_wise": True,
     "verbosity": -1,
 }
 

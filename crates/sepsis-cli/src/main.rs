@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 /// Serves allocations of 1 MiB and more straight from mmap, so freeing them
 /// returns the memory to the system at once. glibc otherwise raises this
 /// threshold after the first large free and keeps later large buffers in its
-/// heap; measured on set A, that raised the pipeline's peak memory from about
+/// heap. Measured on set A, that raised the pipeline's peak memory from about
 /// 300 MB to between 330 and 400 MB.
 fn limit_heap_retention() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -24,7 +24,7 @@ pub const ENV_PREFIX: &str = "SEPSIS__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration file {path} could not be read: {source}")]
+    #[error("configuration file {path} could not be read")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -106,7 +106,7 @@ pub struct SplitConfig {
     pub validation_fraction: f64,
 }
 
-/// How the rare positive class is up-weighted during training.
+/// The method that up-weights the rare positive class during training.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Imbalance {
@@ -134,7 +134,7 @@ pub struct TrainingConfig {
     /// OpenMP threads for LightGBM; 0 lets LightGBM use every core.
     pub num_threads: u32,
     pub imbalance: Imbalance,
-    /// How LightGBM builds histograms. Fixing it keeps training deterministic,
+    /// The LightGBM histogram mode. A fixed mode keeps training deterministic,
     /// which LightGBM's automatic choice does not promise.
     pub histogram: Histogram,
 }
@@ -184,7 +184,7 @@ pub struct Config {
     pub logging: LoggingConfig,
 }
 
-/// Where the configuration comes from, in increasing precedence.
+/// The configuration sources, in increasing precedence.
 #[derive(Debug, Default, Clone)]
 pub struct ConfigSources {
     /// A YAML file; `None` means the embedded default configuration.
@@ -200,11 +200,13 @@ impl Config {
     pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         let mut figment = match &sources.file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                // Check first that the file exists, because figment alone
+                // treats a missing file as empty.
+                std::fs::metadata(path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                Figment::from(Yaml::string(&text))
+                Figment::from(Yaml::file(path))
             }
             None => Figment::from(Yaml::string(DEFAULT_CONFIG_YAML)),
         };
@@ -377,11 +379,30 @@ fn ensure(
     }
 }
 
-/// Joins every error `figment` collected, each naming its key and source.
+/// Describes every error `figment` collected, each with its dotted key and
+/// where the bad value came from: the file, the environment variable or a flag.
 fn describe_figment_error(error: figment::Error) -> String {
     error
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let origin = match &e.metadata {
+                Some(meta) if meta.name.contains("environment") => format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    e.path.join("__").to_uppercase()
+                ),
+                Some(meta) => match &meta.source {
+                    Some(source) => source.to_string(),
+                    None => meta.name.to_string(),
+                },
+                None => "the configuration".to_string(),
+            };
+            if key.is_empty() {
+                format!("{} in {origin}", e.kind)
+            } else {
+                format!("{} for key {key} in {origin}", e.kind)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -1,7 +1,7 @@
 //! `sepsis transform`: the validated snapshot → a versioned feature table in
 //! `feature-store/<UTC timestamp>/`.
 //!
-//! A version holds `features.parquet` (patient id, hour, label, challenge
+//! A version contains `features.parquet` (patient id, hour, label, challenge
 //! outcome and the feature columns) and `manifest.json`. The manifest is
 //! written last and create-only, so a version without one is incomplete and
 //! never read. A rerun on data with the same digest, schema and feature set
@@ -40,7 +40,7 @@ pub enum FeatureStoreError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Table(#[from] TableError),
-    #[error("computing features failed: {0}")]
+    #[error("computing features failed")]
     Features(#[from] FeatureError),
     #[error("{location}: {message}")]
     Manifest { location: String, message: String },

@@ -1,6 +1,6 @@
 //! `sepsis data import`: turns hourly ICU data into `raw-data/sepsis-data.csv`.
 //!
-//! Three inputs are accepted, told apart by what they are rather than by a flag:
+//! Three inputs are accepted, recognised by their content rather than by a flag:
 //! - a directory of PhysioNet `.psv` files (or one `.psv` file), one patient per
 //!   file, the patient id being the file name without `.psv`;
 //! - a CSV, plain or gzip-compressed, in PhysioNet long format: `patient_id`
@@ -65,7 +65,7 @@ pub enum ImportError {
     Storage(#[from] StorageError),
 }
 
-/// Which kind of input was recognised.
+/// The kind of input recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputFormat {
@@ -74,7 +74,7 @@ pub enum InputFormat {
     Ready,
 }
 
-/// What an import wrote; stored next to the data as `raw-data/sepsis-data.json`.
+/// The import record, stored next to the data as `raw-data/sepsis-data.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportManifest {
     /// SHA-256 of `raw-data/sepsis-data.csv`, hex.
@@ -277,7 +277,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-/// Where each output column comes from in the current input file.
+/// The source of one output column in the current input file.
 #[derive(Debug, Clone, Copy)]
 enum FieldSource {
     Input(usize),
@@ -338,11 +338,12 @@ fn convert(
 
         let input_header = csv_reader
             .byte_headers()
-            .map_err(|e| read_error(&file_name, &e))?
+            .map_err(|e| read_error(&file_name, &e, 1))?
             .clone();
         if input_header.is_empty() || (input_header.len() == 1 && input_header[0].is_empty()) {
-            return Err(ImportError::Input {
+            return Err(ImportError::Read {
                 file: file_name,
+                line: 1,
                 message: "the file is empty; expected a header row naming the columns".into(),
             });
         }
@@ -356,13 +357,14 @@ fn convert(
 
         let mut record = csv::ByteRecord::new();
         let mut data_rows = 0u64;
+        let mut line = 1;
         loop {
             match csv_reader.read_byte_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(e) => return Err(read_error(&file_name, &e)),
+                Err(e) => return Err(read_error(&file_name, &e, line + 1)),
             }
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            line = record.position().map_or(line + 1, |p| p.line());
             data_rows += 1;
             let row = build_row(schema, &plan, &record, source, &file_name, line)?;
 
@@ -386,8 +388,9 @@ fn convert(
             state.push(row);
         }
         if data_rows == 0 && sources.len() == 1 {
-            return Err(ImportError::Input {
+            return Err(ImportError::Read {
                 file: file_name,
+                line: 2,
                 message: "the file has a header but no data rows".into(),
             });
         }
@@ -433,8 +436,10 @@ fn open_maybe_gzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read 
     }
 }
 
-fn read_error(file: &str, error: &csv::Error) -> ImportError {
-    let line = error.position().map(|p| p.line()).unwrap_or(0);
+/// Describes a read failure; `line_guess` is used when the error carries no
+/// position, as with a decompression error in the middle of a record.
+fn read_error(file: &str, error: &csv::Error, line_guess: u64) -> ImportError {
+    let line = error.position().map_or(line_guess, |p| p.line());
     let message = match error.kind() {
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the file ends unexpectedly: truncated or corrupt gzip data".to_string()
@@ -446,17 +451,10 @@ fn read_error(file: &str, error: &csv::Error) -> ImportError {
         csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_string(),
         _ => error.to_string(),
     };
-    if line == 0 {
-        ImportError::Input {
-            file: file.to_string(),
-            message,
-        }
-    } else {
-        ImportError::Read {
-            file: file.to_string(),
-            line,
-            message,
-        }
+    ImportError::Read {
+        file: file.to_string(),
+        line,
+        message,
     }
 }
 
@@ -725,7 +723,7 @@ mod tests {
 
     const CHALLENGE_HEADER: &str = "HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";
 
-    /// A long-format row with HR, Age, Gender, ICULOS and SepsisLabel set.
+    /// Builds a long-format row with HR, Age, Gender, ICULOS and SepsisLabel set.
     fn long_row(patient: &str, hour: u32, hr: &str, sepsis: u8) -> String {
         let mut fields = vec![String::new(); 41];
         fields[0] = hr.to_string();

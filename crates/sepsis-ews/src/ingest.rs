@@ -59,7 +59,7 @@ pub enum IngestError {
     Manifest { location: String, message: String },
 }
 
-/// What the snapshot holds; stored as `processed-data/<digest>/snapshot.json`.
+/// The snapshot record, stored as `processed-data/<digest>/snapshot.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotManifest {
     /// Digest of the raw CSV the snapshot was parsed from.

@@ -51,7 +51,7 @@ pub enum PipelineError {
     Run { location: String, message: String },
 }
 
-/// What every step needs: configuration, schema, store and progress sink.
+/// The shared state of every step: configuration, schema, store and progress sink.
 #[derive(Clone)]
 pub struct Context {
     pub config: Config,
@@ -137,7 +137,7 @@ pub struct TrainOutcome {
     pub sidecar: ModelSidecar,
 }
 
-/// A new run id: the UTC time, then four random hex digits against clashes.
+/// Creates a run id: the UTC time, then four random hex digits against clashes.
 pub fn new_run_id() -> String {
     let suffix: u16 = rand::random();
     format!(

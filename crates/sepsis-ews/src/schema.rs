@@ -15,7 +15,7 @@ pub const DEFAULT_SCHEMA_YAML: &str = include_str!("../../../config/schema.yaml"
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("schema file {path} could not be read: {source}")]
+    #[error("schema file {path} could not be read")]
     Read {
         path: String,
         source: std::io::Error,
@@ -48,7 +48,7 @@ pub struct ColumnSpec {
     /// The only allowed values, for coded columns.
     #[serde(default)]
     pub levels: Option<Vec<f64>>,
-    /// Whether the model sees the column; defaults to true for float64 columns.
+    /// Whether the column is a model input; defaults to true for float64 columns.
     #[serde(default)]
     pub feature: Option<bool>,
     /// An input file may leave this column out; it is then missing in every row.
@@ -178,7 +178,11 @@ impl Schema {
                 return Err(invalid(format!("column {:?} is listed twice", column.name)));
             }
             if let Some([min, max]) = column.range {
-                if !(min <= max) {
+                let ordered = matches!(
+                    min.partial_cmp(&max),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                );
+                if !ordered {
                     return Err(invalid(format!(
                         "column {:?}: range [{min}, {max}] has min above max",
                         column.name
@@ -260,7 +264,7 @@ impl Schema {
             || self.outcome_column.as_deref() == Some(name)
     }
 
-    /// Numeric columns the model sees as they are, in schema order.
+    /// Returns the numeric columns passed to the model unchanged, in schema order.
     pub fn numeric_features(&self) -> Vec<&ColumnSpec> {
         self.columns
             .iter()

@@ -33,18 +33,18 @@ pub enum StorageError {
     NotFound { location: String },
     #[error("object already exists: {location}")]
     AlreadyExists { location: String },
-    #[error("storage operation on {location} failed: {source}")]
+    #[error("storage operation on {location} failed")]
     Backend {
         location: String,
         #[source]
         source: object_store::Error,
     },
-    #[error("local storage folder {path} could not be created: {source}")]
+    #[error("local storage folder {path} could not be created")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing {location} failed: {source}")]
+    #[error("writing {location} failed")]
     Write {
         location: String,
         source: std::io::Error,
@@ -71,7 +71,7 @@ impl Area {
     ];
 }
 
-/// Which backend a store runs on.
+/// The backend kind of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Local,
@@ -199,7 +199,7 @@ impl Store {
         self.backend
     }
 
-    /// The store's root URI, as shown to users.
+    /// Returns the store's root URI, as shown to users.
     pub fn root_uri(&self) -> &str {
         &self.display_root
     }
@@ -227,7 +227,7 @@ impl Store {
         ObjectPath::from(parts.join("/"))
     }
 
-    /// The full URI of an object, for messages and command output.
+    /// Returns the full URI of an object, for messages and command output.
     pub fn uri(&self, area: Area, key: &str) -> String {
         let relative = format!("{}/{}", self.area_name(area), key.trim_matches('/'));
         format!("{}/{}", self.display_root.trim_end_matches('/'), relative)

@@ -19,15 +19,15 @@ pub const BATCH_ROWS: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("Parquet encoding failed: {0}")]
+    #[error("Parquet encoding failed")]
     Encode(#[source] parquet::errors::ParquetError),
-    #[error("{location} is not a readable Parquet file: {source}")]
+    #[error("{location} is not a readable Parquet file")]
     Decode {
         location: String,
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("{location}: reading a row batch failed: {source}")]
+    #[error("{location}: reading a row batch failed")]
     Batch {
         location: String,
         #[source]

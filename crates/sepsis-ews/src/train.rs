@@ -2,9 +2,9 @@
 //!
 //! The split is by patient, so no patient has hours on both sides, and
 //! stratified by septic patients so both sides keep the same share of them.
-//! It is reproducible in any language: each patient's key is the hex SHA-256
-//! of `"<seed>:<patient id>"`; within each stratum the patients with the
-//! smallest keys, round(n × fraction) of them, form the validation side.
+//! It is reproducible in any language. Each patient's key is the hex SHA-256
+//! of `"<seed>:<patient id>"`. Within each stratum, the round(n × fraction)
+//! patients with the smallest keys form the validation side.
 //!
 //! Class imbalance (about 2 % positive hours) is handled by LightGBM's
 //! `scale_pos_weight` or by per-row weights, both set to negative / positive
@@ -34,7 +34,7 @@ pub enum TrainError {
     Table(#[from] TableError),
     #[error("{location}: {message}")]
     Data { location: String, message: String },
-    #[error("LightGBM failed: {0}")]
+    #[error("LightGBM failed")]
     LightGbm(#[from] lightgbm3::Error),
 }
 
@@ -241,7 +241,7 @@ impl SplitConfig {
     }
 }
 
-/// The LightGBM parameters for a training configuration.
+/// Builds the LightGBM parameters for a training configuration.
 pub fn lightgbm_params(config: &TrainingConfig, positive_weight: f64) -> serde_json::Value {
     let mut params = serde_json::json!({
         "objective": "binary",
@@ -398,7 +398,7 @@ mod tests {
                 width: 1,
             },
             outcome: vec![false; 10],
-            patients: vec![0..10],
+            patients: std::iter::once(0..10).collect(),
         };
         derive_missing_outcomes(&mut validation, &[true]);
         let expected: Vec<bool> = (0..10).map(|i| i >= 8).collect();

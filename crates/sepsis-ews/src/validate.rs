@@ -1,11 +1,15 @@
 //! `sepsis validate`: checks the snapshot against the schema and writes a JSON
 //! and a Markdown report to `artifacts/validation/<data digest>/`.
 //!
-//! Checks: the dataset is not empty; required columns have a value in every
-//! row; values lie in their physiological range or levels (which also makes
-//! the label 0/1); no two rows share a (patient, hour); hours increase within
-//! each patient, whose rows are contiguous. Line numbers in the report are
-//! those of `raw-data/sepsis-data.csv`, header being line 1.
+//! The checks:
+//! - the dataset is not empty;
+//! - required columns have a value in every row;
+//! - values lie in their physiological range or levels, which also makes the label 0/1;
+//! - no two rows share a (patient, hour);
+//! - hours increase within each patient, and each patient's rows are contiguous.
+//!
+//! Line numbers in the report are those of `raw-data/sepsis-data.csv`, where
+//! the header is line 1.
 //!
 //! A failed validation is an error, and the transformation refuses to run on
 //! data whose report did not pass.

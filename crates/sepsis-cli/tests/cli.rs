@@ -1,0 +1,554 @@
+//! The `sepsis` binary run as a process, the way users run it: on the bundled
+//! real PhysioNet sample, and on broken inputs that must fail cleanly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flate2::write::GzEncoder;
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+fn sample() -> PathBuf {
+    repo_path("data/sample/physionet2019-setA-sample.csv.gz")
+}
+
+/// Runs `sepsis` in `dir` (where it finds no config/config.yaml, so the
+/// built-in defaults apply) with its store and logs inside `dir`.
+fn sepsis(dir: &Path, args: &[&str]) -> Output {
+    let store = dir.join("store");
+    Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir)
+        .args(args)
+        .arg("--store")
+        .arg(&store)
+        .env("SEPSIS__LOGGING__DIR", dir.join("logs"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the sepsis binary starts")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "sepsis failed:\n{}\n{text}",
+        stderr(output)
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must hold exactly one JSON object: {text}"
+    );
+    serde_json::from_str(lines[0]).expect("stdout is JSON")
+}
+
+/// Files under `store/<area>`, relative to it.
+fn files_in(dir: &Path, area: &str) -> Vec<String> {
+    let root = dir.join("store").join(area);
+    let mut files = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn pipeline_on_sample_prints_one_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let output = sepsis(
+        dir.path(),
+        &["pipeline", "--data", sample.to_str().unwrap(), "--json"],
+    );
+    let result = stdout_json(&output);
+
+    for key in ["run_id", "data_digest", "feature_version", "model_path"] {
+        assert!(result[key].is_string(), "{key} missing in {result}");
+    }
+    let metrics = &result["metrics"];
+    for key in ["auroc", "auprc", "precision", "recall", "f1", "utility"] {
+        assert!(
+            metrics[key].is_number(),
+            "metrics.{key} missing in {result}"
+        );
+    }
+    // The sample's 200 validation patients give an AUROC near 0.77; a broken
+    // feature or label pipeline falls to about 0.5.
+    let auroc = metrics["auroc"].as_f64().unwrap();
+    assert!(auroc > 0.70, "AUROC {auroc}");
+    assert_eq!(result["rows"], 38809);
+    assert_eq!(result["patients"], 1000);
+
+    let model_path = result["model_path"].as_str().unwrap();
+    let local_model = model_path.strip_prefix("file://").unwrap();
+    assert!(Path::new(local_model).is_file(), "{model_path}");
+    let run = result["run_id"].as_str().unwrap();
+    let artifacts = files_in(dir.path(), "artifacts");
+    for file in ["model.txt", "model.json", "metrics.json"] {
+        assert!(
+            artifacts.contains(&format!("runs/{run}/{file}")),
+            "{artifacts:?}"
+        );
+    }
+    let digest = result["data_digest"].as_str().unwrap();
+    assert!(artifacts.contains(&format!("validation/{digest}/validation-report.json")));
+    assert!(artifacts.contains(&format!("validation/{digest}/validation-report.md")));
+    assert_eq!(
+        files_in(dir.path(), "raw-data"),
+        ["sepsis-data.csv", "sepsis-data.json"]
+    );
+    let feature_version = result["feature_version"].as_str().unwrap();
+    assert_eq!(
+        files_in(dir.path(), "feature-store"),
+        [
+            format!("{feature_version}/features.parquet"),
+            format!("{feature_version}/manifest.json")
+        ]
+    );
+
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(local_model).with_file_name("model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["feature_names"].as_array().unwrap().len(), 41);
+    assert_eq!(sidecar["feature_names"][0], "HR");
+}
+
+#[test]
+fn rerun_reuses_feature_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let args = ["pipeline", "--data", sample.to_str().unwrap(), "--json"];
+    let first = stdout_json(&sepsis(dir.path(), &args));
+    let second_output = sepsis(dir.path(), &args);
+    let second = stdout_json(&second_output);
+
+    assert_eq!(first["feature_reused"], false);
+    assert_eq!(second["feature_reused"], true);
+    assert_eq!(first["feature_version"], second["feature_version"]);
+    assert_ne!(first["run_id"], second["run_id"]);
+    assert!(stderr(&second_output).contains("reusing"));
+    // Training is deterministic: the same data and seed give the same model.
+    assert_eq!(first["metrics"], second["metrics"]);
+    let model = |result: &serde_json::Value| {
+        let path = result["model_path"].as_str().unwrap();
+        std::fs::read_to_string(path.strip_prefix("file://").unwrap()).unwrap()
+    };
+    assert_eq!(model(&first), model(&second));
+}
+
+#[test]
+fn steps_run_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let imported = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            sample.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(imported["format"], "long_csv");
+    assert_eq!(imported["septic_patients"], 90);
+    let ingested = stdout_json(&sepsis(dir.path(), &["ingest", "--json"]));
+    assert_eq!(ingested["data_digest"], imported["digest"]);
+    let validated = stdout_json(&sepsis(dir.path(), &["validate", "--json"]));
+    assert_eq!(validated["passed"], true);
+    let transformed = stdout_json(&sepsis(dir.path(), &["transform", "--json"]));
+    assert_eq!(transformed["rows"], 38809);
+    let trained = stdout_json(&sepsis(dir.path(), &["train", "--json"]));
+    let run = trained["run_id"].as_str().unwrap();
+    let evaluated = stdout_json(&sepsis(dir.path(), &["evaluate", "--run", run, "--json"]));
+    assert_eq!(evaluated["run_id"], run);
+    assert!(evaluated["metrics"]["auroc"].as_f64().unwrap() > 0.70);
+}
+
+#[test]
+fn steps_out_of_order_fail_with_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sepsis(dir.path(), &["ingest"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("sepsis data import"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn invalid_environment_override_names_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir.path())
+        .args(["validate"])
+        .env("SEPSIS__TRAINING__LEARNING_RATE", "fast")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("training.learning_rate"), "{message}");
+    assert!(
+        message.contains("SEPSIS__TRAINING__LEARNING_RATE"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_flag_override_names_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sepsis(
+        dir.path(),
+        &["validate", "--set", "split.validation_fraction=2"],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("split.validation_fraction"), "{message}");
+    assert!(message.contains('2'), "{message}");
+}
+
+#[test]
+fn flag_overrides_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir.path())
+        .args(["pipeline", "--json", "--data", sample.to_str().unwrap()])
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["--set", "evaluation.threshold=0.9"])
+        .env("SEPSIS__EVALUATION__THRESHOLD", "0.1")
+        .env("SEPSIS__LOGGING__DIR", dir.path().join("logs"))
+        .output()
+        .unwrap();
+    let result = stdout_json(&output);
+    assert_eq!(result["metrics"]["threshold"], 0.9);
+}
+
+#[test]
+fn log_file_has_step_spans_without_patient_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    stdout_json(&sepsis(
+        dir.path(),
+        &["pipeline", "--data", sample.to_str().unwrap(), "--json"],
+    ));
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(logs.len(), 1);
+    let text = std::fs::read_to_string(logs[0].path()).unwrap();
+    for step in [
+        "import",
+        "ingest",
+        "validate",
+        "transform",
+        "train",
+        "evaluate",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("step=\"{step}\"")) && l.contains("step finished"))
+            .unwrap_or_else(|| panic!("no finished span for {step}:\n{text}"));
+        assert!(line.contains("elapsed_ms="), "{line}");
+        assert!(line.contains("rows="), "{line}");
+    }
+    assert!(
+        !text.contains("p000"),
+        "a patient id reached the log:\n{text}"
+    );
+}
+
+// Bad input: each case exits non-zero, names the file, line and column where
+// one exists, and leaves no feature version and no model behind.
+
+const HEADER: &str = "patient_id,HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";
+
+/// A valid long-format row for `patient` at `hour` with heart rate `hr`.
+fn row(patient: &str, hour: u32, hr: &str) -> String {
+    let mut fields = vec![String::new(); 41];
+    fields[0] = hr.to_string();
+    fields[34] = "61.5".into();
+    fields[35] = "0".into();
+    fields[38] = "-0.03".into();
+    fields[39] = hour.to_string();
+    fields[40] = "0".into();
+    format!("{patient},{}", fields.join(","))
+}
+
+fn valid_rows() -> Vec<String> {
+    let mut lines = vec![HEADER.to_string()];
+    for patient in ["p1", "p2"] {
+        for hour in 1..=3 {
+            lines.push(row(patient, hour, "80"));
+        }
+    }
+    lines
+}
+
+struct BadInput {
+    name: &'static str,
+    file_name: &'static str,
+    contents: Vec<u8>,
+    /// Substrings the error message must contain.
+    expected: Vec<&'static str>,
+}
+
+fn bad_inputs() -> Vec<BadInput> {
+    let mut text_in_number = valid_rows();
+    text_in_number[4] = row("p2", 1, "eighty");
+
+    let missing_column = valid_rows()
+        .iter()
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.remove(3);
+            fields.join(",")
+        })
+        .collect::<Vec<_>>();
+
+    let missing_label = valid_rows()
+        .iter()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect::<Vec<_>>();
+
+    let sample_bytes = std::fs::read(sample()).unwrap();
+    let truncated = sample_bytes[..sample_bytes.len() / 2].to_vec();
+
+    let mut out_of_range = valid_rows();
+    out_of_range[2] = row("p1", 2, "950");
+
+    let mut duplicate_hour = valid_rows();
+    duplicate_hour[3] = row("p1", 2, "80");
+
+    vec![
+        BadInput {
+            name: "text in a numeric column",
+            file_name: "text.csv",
+            contents: (text_in_number.join("\n") + "\n").into_bytes(),
+            expected: vec!["text.csv", "line 5", "\"HR\"", "\"eighty\""],
+        },
+        BadInput {
+            name: "a missing column",
+            file_name: "missing-column.csv",
+            contents: (missing_column.join("\n") + "\n").into_bytes(),
+            expected: vec!["missing-column.csv", "line 1", "\"Temp\"", "missing column"],
+        },
+        BadInput {
+            name: "a missing label",
+            file_name: "no-label.csv",
+            contents: (missing_label.join("\n") + "\n").into_bytes(),
+            expected: vec!["no-label.csv", "line 1", "\"label_12h\"", "missing label"],
+        },
+        BadInput {
+            name: "an empty file",
+            file_name: "empty.csv",
+            contents: Vec::new(),
+            expected: vec!["empty.csv", "line 1", "empty"],
+        },
+        BadInput {
+            name: "a truncated gzip",
+            file_name: "truncated.csv.gz",
+            contents: truncated,
+            expected: vec!["truncated.csv.gz", "line ", "truncated"],
+        },
+        BadInput {
+            name: "a value out of its physiological range",
+            file_name: "range.csv",
+            contents: (out_of_range.join("\n") + "\n").into_bytes(),
+            expected: vec!["validation failed", "\"HR\"", "line 3", "950"],
+        },
+        BadInput {
+            name: "a duplicate patient hour",
+            file_name: "duplicate.csv",
+            contents: (duplicate_hour.join("\n") + "\n").into_bytes(),
+            expected: vec!["validation failed", "duplicate", "\"ICULOS\"", "line 4"],
+        },
+    ]
+}
+
+fn assert_rejected(dir: &Path, input: &Path, case: &str, expected: &[&str]) {
+    let output = sepsis(
+        dir,
+        &["pipeline", "--data", input.to_str().unwrap(), "--json"],
+    );
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{case}: accepted\n{message}");
+    assert_eq!(output.status.code(), Some(1), "{case}: {message}");
+    assert!(output.stdout.is_empty(), "{case}: printed a result");
+    for text in expected {
+        assert!(
+            message.contains(text),
+            "{case}: {text:?} not in:\n{message}"
+        );
+    }
+    assert!(!message.contains("panicked"), "{case}: {message}");
+    assert!(
+        files_in(dir, "feature-store").is_empty(),
+        "{case}: a feature version was written"
+    );
+    let runs: Vec<String> = files_in(dir, "artifacts")
+        .into_iter()
+        .filter(|f| f.starts_with("runs/"))
+        .collect();
+    assert!(runs.is_empty(), "{case}: a model was written: {runs:?}");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    for case in bad_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join(case.file_name);
+        std::fs::write(&input, &case.contents).unwrap();
+        assert_rejected(dir.path(), &input, case.name, &case.expected);
+    }
+}
+
+#[test]
+fn psv_with_wrong_header_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("psv");
+    std::fs::create_dir(&folder).unwrap();
+    let header = HEADER
+        .replacen("patient_id,", "", 1)
+        .replace(',', "|")
+        .replace("|Resp|", "|RespRate|");
+    let body = row("x", 1, "80")
+        .split_once(',')
+        .unwrap()
+        .1
+        .replace(',', "|");
+    std::fs::write(folder.join("p000001.psv"), format!("{header}\n{body}\n")).unwrap();
+    assert_rejected(
+        dir.path(),
+        &folder,
+        "a .psv with a wrong header",
+        &["p000001.psv", "line 1", "\"RespRate\"", "unknown column"],
+    );
+}
+
+#[test]
+fn psv_directory_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("psv");
+    std::fs::create_dir(&folder).unwrap();
+    let header = HEADER.replacen("patient_id,", "", 1).replace(',', "|");
+    for patient in ["p000001", "p000002"] {
+        let mut text = format!("{header}\n");
+        for hour in 1..=4 {
+            let body = row("x", hour, "NaN")
+                .split_once(',')
+                .unwrap()
+                .1
+                .replace(',', "|");
+            text.push_str(&body);
+            text.push('\n');
+        }
+        std::fs::write(folder.join(format!("{patient}.psv")), text).unwrap();
+    }
+    let result = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            folder.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(result["format"], "psv_directory");
+    assert_eq!(result["patients"], 2);
+    assert_eq!(result["rows"], 8);
+}
+
+#[test]
+fn gzip_and_plain_csv_import_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = valid_rows().join("\n") + "\n";
+    let plain = dir.path().join("data.csv");
+    std::fs::write(&plain, &text).unwrap();
+    let gzipped = dir.path().join("data.csv.gz");
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
+
+    let first = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            plain.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let second = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            gzipped.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(first["digest"], second["digest"]);
+}
+
+#[test]
+fn ready_file_with_label_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            sample.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    // The imported file is itself a ready sepsis-data.csv with label_12h.
+    let ready = dir.path().join("sepsis-data.csv");
+    std::fs::copy(dir.path().join("store/raw-data/sepsis-data.csv"), &ready).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let result = stdout_json(&sepsis(
+        other.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            ready.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(result["format"], "ready");
+    assert_eq!(result["septic_patients"], 90);
+    assert_eq!(result["rows"], 38809);
+}
