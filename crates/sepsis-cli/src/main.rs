@@ -92,7 +92,6 @@ enum DataCommand {
 }
 
 fn main() -> ExitCode {
-    limit_heap_retention();
     let cli = Cli::parse();
     let config = match load_config(&cli.global) {
         Ok(config) => config,
@@ -119,20 +118,6 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Serves allocations of 1 MiB and more straight from mmap, so freeing them
-/// returns the memory to the system at once. glibc otherwise raises this
-/// threshold after the first large free and keeps later large buffers in its
-/// heap. Measured on set A, that raised the pipeline's peak memory from about
-/// 300 MB to between 330 and 400 MB.
-fn limit_heap_retention() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning, and runs here before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

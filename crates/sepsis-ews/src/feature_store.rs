@@ -176,7 +176,7 @@ fn compute_table(
     progress: &dyn crate::progress::Progress,
 ) -> Result<(Bytes, u64), FeatureStoreError> {
     let table_schema = feature_table_schema(spec);
-    let mut parquet = ParquetBuffer::new(table_schema.clone())?;
+    let mut parquet = ParquetBuffer::new(table_schema.clone(), false)?;
     let mut rows = 0u64;
     progress.begin("transform", None);
 

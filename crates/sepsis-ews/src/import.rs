@@ -96,6 +96,19 @@ pub async fn import(
     input: &Path,
     progress: SharedProgress,
 ) -> Result<ImportManifest, ImportError> {
+    import_with_tap(store, schema, input, progress, None).await
+}
+
+/// Imports `input` like [`import`], and also sends every byte of the raw CSV,
+/// in order, to `tap`, so that a parser can ingest it while it is written.
+/// The tap closes when the import ends, whether it succeeded or not.
+pub async fn import_with_tap(
+    store: &Store,
+    schema: &Schema,
+    input: &Path,
+    progress: SharedProgress,
+    mut tap: Option<mpsc::Sender<Bytes>>,
+) -> Result<ImportManifest, ImportError> {
     let sources = list_sources(input)?;
     let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(4);
     let schema = schema.clone();
@@ -118,8 +131,15 @@ pub async fn import(
             write_error = Some(error);
             break;
         }
+        if let Some(sender) = &tap {
+            if sender.send(Bytes::from(chunk)).await.is_err() {
+                // The parser stopped early; it reports its own error.
+                tap = None;
+            }
+        }
     }
     drop(receiver);
+    drop(tap);
     let converted = producer.await.expect("the import thread does not panic");
     progress.end();
 

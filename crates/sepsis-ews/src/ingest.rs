@@ -84,14 +84,8 @@ pub async fn ingest(
     progress: SharedProgress,
 ) -> Result<(SnapshotManifest, bool), IngestError> {
     let imported = import::read_manifest(store).await?;
-    if let Some(existing) = read_snapshot_manifest(store, &imported.digest).await? {
-        if existing.schema_digest == schema.digest {
-            tracing::info!(
-                rows = existing.rows,
-                "snapshot of this data exists, reusing it"
-            );
-            return Ok((existing, true));
-        }
+    if let Some(existing) = reusable_snapshot(store, schema, &imported.digest).await? {
+        return Ok((existing, true));
     }
 
     let location = store.uri(Area::RawData, RAW_DATA_KEY);
@@ -101,7 +95,7 @@ pub async fn ingest(
     let schema_for_parse = schema.clone();
     let location_for_parse = location.clone();
     let parse_progress = progress.clone();
-    let (parquet, digest, rows) = tokio::task::spawn_blocking(move || {
+    let parsed = tokio::task::spawn_blocking(move || {
         parse_csv(
             std::io::BufReader::with_capacity(1 << 16, reader),
             &schema_for_parse,
@@ -113,10 +107,49 @@ pub async fn ingest(
     .expect("the ingest thread does not panic")?;
     progress.end();
 
-    if digest != imported.digest {
+    store_snapshot(store, schema, &imported.digest, location, parsed).await
+}
+
+/// Returns the stored snapshot of `data_digest` if it was parsed with this schema.
+async fn reusable_snapshot(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+) -> Result<Option<SnapshotManifest>, IngestError> {
+    let existing = read_snapshot_manifest(store, data_digest).await?;
+    let reusable = existing.filter(|m| m.schema_digest == schema.digest);
+    if let Some(manifest) = &reusable {
+        tracing::info!(rows = manifest.rows, "snapshot of this data exists, reusing it");
+    }
+    Ok(reusable)
+}
+
+/// A parsed raw CSV: the Parquet snapshot, the digest of the bytes read and
+/// the row count.
+pub struct ParsedCsv {
+    parquet: Bytes,
+    digest: String,
+    rows: u64,
+}
+
+/// Stores a parsed snapshot after checking that it was parsed from exactly the
+/// imported bytes.
+async fn store_snapshot(
+    store: &Store,
+    schema: &Schema,
+    imported_digest: &str,
+    location: String,
+    parsed: ParsedCsv,
+) -> Result<(SnapshotManifest, bool), IngestError> {
+    let ParsedCsv {
+        parquet,
+        digest,
+        rows,
+    } = parsed;
+    if digest != imported_digest {
         return Err(IngestError::DigestMismatch {
             location,
-            expected: imported.digest,
+            expected: imported_digest.to_string(),
             actual: digest,
         });
     }
@@ -146,6 +179,61 @@ pub async fn ingest(
     Ok((manifest, false))
 }
 
+/// Parses raw CSV bytes as they arrive on `chunks`, on a blocking thread.
+/// Await the returned handle after the import, then pass the result to
+/// [`store_tapped`].
+pub fn parse_tapped(
+    schema: &Schema,
+    location: String,
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+) -> tokio::task::JoinHandle<Result<ParsedCsv, IngestError>> {
+    let schema = schema.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = ChunkReader {
+            chunks,
+            current: Bytes::new(),
+        };
+        let reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        parse_csv(reader, &schema, &location, &crate::progress::NoProgress)
+    })
+}
+
+/// Stores the snapshot parsed by [`parse_tapped`], unless a snapshot of the
+/// same data and schema exists already.
+pub async fn store_tapped(
+    store: &Store,
+    schema: &Schema,
+    parsed: ParsedCsv,
+) -> Result<(SnapshotManifest, bool), IngestError> {
+    let imported = import::read_manifest(store).await?;
+    if let Some(existing) = reusable_snapshot(store, schema, &imported.digest).await? {
+        return Ok((existing, true));
+    }
+    let location = store.uri(Area::RawData, RAW_DATA_KEY);
+    store_snapshot(store, schema, &imported.digest, location, parsed).await
+}
+
+/// Reads chunks from a channel as one byte stream.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
 /// Reads the manifest of the snapshot of `data_digest`, if there is one.
 pub async fn read_snapshot_manifest(
     store: &Store,
@@ -168,14 +256,12 @@ pub async fn read_snapshot_manifest(
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
-    progress_bytes: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.progress_bytes += n as u64;
         Ok(n)
     }
 }
@@ -211,12 +297,11 @@ fn parse_csv<R: Read>(
     schema: &Schema,
     location: &str,
     progress: &dyn crate::progress::Progress,
-) -> Result<(Bytes, String, u64), IngestError> {
+) -> Result<ParsedCsv, IngestError> {
     progress.begin("ingest", None);
     let mut hashing = HashingReader {
         inner: reader,
         hasher: Sha256::new(),
-        progress_bytes: 0,
     };
     let mut csv_reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -241,7 +326,7 @@ fn parse_csv<R: Read>(
     }
 
     let arrow_schema = table::snapshot_schema(schema);
-    let mut parquet = ParquetBuffer::new(arrow_schema.clone())?;
+    let mut parquet = ParquetBuffer::new(arrow_schema.clone(), true)?;
     let mut builders: Vec<ColumnBuilder> = schema
         .columns
         .iter()
@@ -289,7 +374,11 @@ fn parse_csv<R: Read>(
     std::io::copy(&mut hashing, &mut std::io::sink())
         .map_err(|e| row_error(rows + 1, e.to_string()))?;
     let digest = hex::encode(hashing.hasher.finalize());
-    Ok((parquet.finish()?, digest, rows))
+    Ok(ParsedCsv {
+        parquet: parquet.finish()?,
+        digest,
+        rows,
+    })
 }
 
 fn append_field(builder: &mut ColumnBuilder, field: &[u8]) -> Result<(), String> {

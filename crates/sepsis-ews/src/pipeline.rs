@@ -110,6 +110,36 @@ pub async fn run_import(ctx: &Context, input: &Path) -> Result<ImportManifest, P
     Ok(step("import", |m: &ImportManifest| m.rows, work).await?)
 }
 
+/// Imports `input` and ingests it at the same time: the parser reads the raw
+/// CSV bytes as the import writes them, so the two steps share the wall time.
+/// The snapshot is stored only after the import has succeeded and its digest
+/// matches the bytes parsed.
+pub async fn run_import_and_ingest(
+    ctx: &Context,
+    input: &Path,
+) -> Result<(ImportManifest, SnapshotManifest), PipelineError> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    let location = ctx.store.uri(Area::RawData, import::RAW_DATA_KEY);
+    let parser = ingest::parse_tapped(&ctx.schema, location, receiver);
+    let importing = import::import_with_tap(
+        &ctx.store,
+        &ctx.schema,
+        input,
+        ctx.progress.clone(),
+        Some(sender),
+    );
+    let imported = step("import", |m: &ImportManifest| m.rows, importing).await;
+    let parsed = parser.await.expect("the ingest thread does not panic");
+    let imported = imported?;
+
+    let storing = async {
+        let (manifest, _) = ingest::store_tapped(&ctx.store, &ctx.schema, parsed?).await?;
+        Ok::<_, IngestError>(manifest)
+    };
+    let snapshot = step("ingest", |m: &SnapshotManifest| m.rows, storing).await?;
+    Ok((imported, snapshot))
+}
+
 pub async fn run_ingest(ctx: &Context) -> Result<SnapshotManifest, PipelineError> {
     let work = async {
         ingest::ingest(&ctx.store, &ctx.schema, ctx.progress.clone())
@@ -351,8 +381,7 @@ pub struct PipelineOutcome {
 
 /// Runs every step on `input`.
 pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome, PipelineError> {
-    let imported = run_import(ctx, input).await?;
-    run_ingest(ctx).await?;
+    let (imported, _) = run_import_and_ingest(ctx, input).await?;
     run_validate(ctx).await?;
     let (features, feature_reused) = run_transform(ctx).await?;
     let (trained, data, model_text) = run_train(ctx, Some(&features.version)).await?;
