@@ -119,7 +119,10 @@ async fn reusable_snapshot(
     let existing = read_snapshot_manifest(store, data_digest).await?;
     let reusable = existing.filter(|m| m.schema_digest == schema.digest);
     if let Some(manifest) = &reusable {
-        tracing::info!(rows = manifest.rows, "snapshot of this data exists, reusing it");
+        tracing::info!(
+            rows = manifest.rows,
+            "snapshot of this data exists, reusing it"
+        );
     }
     Ok(reusable)
 }

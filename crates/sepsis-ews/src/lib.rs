@@ -13,6 +13,7 @@ pub mod features;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod schema;

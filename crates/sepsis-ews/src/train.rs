@@ -36,6 +36,8 @@ pub enum TrainError {
     Data { location: String, message: String },
     #[error("LightGBM failed")]
     LightGbm(#[from] lightgbm3::Error),
+    #[error("scoring with the trained model failed")]
+    Model(#[from] crate::model::ModelError),
 }
 
 /// A dense row-major float32 matrix with one label per row.
@@ -309,10 +311,11 @@ pub fn train_model(
     Ok((booster.save_string()?, params))
 }
 
-/// Predicts probabilities for a row-major matrix with a text model.
+/// Predicts probabilities for a row-major matrix with a text model, using
+/// this crate's evaluator of LightGBM trees.
 pub fn predict(model_text: &str, matrix: &Matrix) -> Result<Vec<f64>, TrainError> {
-    let booster = Booster::from_string(model_text)?;
-    Ok(booster.predict(&matrix.values, matrix.width as i32, true)?)
+    let model = crate::model::TreeModel::parse(model_text)?;
+    Ok(model.predict(matrix)?)
 }
 
 /// The JSON sidecar saved beside every model file.

@@ -1,6 +1,7 @@
-//! A model trained here must load in Python LightGBM and predict the same
-//! probabilities. `scripts/test` points `SEPSIS_TEST_PYTHON` at a venv with
-//! the pinned `lightgbm` package.
+//! A model trained here must predict the same probabilities in LightGBM's
+//! own predictor, in this crate's tree evaluator, and in Python LightGBM.
+//! `scripts/test` points `SEPSIS_TEST_PYTHON` at a venv with the pinned
+//! `lightgbm` package.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::process::Command;
 
 use lightgbm3::Booster;
 use sepsis_ews::config::{Config, ConfigSources};
+use sepsis_ews::model::TreeModel;
 use sepsis_ews::pipeline::{self, Context};
 use sepsis_ews::progress::silent;
 use sepsis_ews::storage::Area;
@@ -19,7 +21,7 @@ fn repo_path(relative: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_lightgbm_predicts_identically() {
+async fn model_predicts_identically_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(&ConfigSources {
         file: Some(repo_path("config/config.yaml")),
@@ -60,6 +62,22 @@ async fn python_lightgbm_predicts_identically() {
         .predict(&validation.values, width as i32, true)
         .unwrap();
     assert_eq!(probabilities.len(), validation.rows());
+
+    // The crate's own tree evaluator, used for scoring, must agree with
+    // LightGBM's predictor exactly on every real validation row.
+    let model = TreeModel::parse(std::str::from_utf8(&model_text).unwrap()).unwrap();
+    let own = model.predict(validation).unwrap();
+    let differing = own
+        .iter()
+        .zip(&probabilities)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(
+        differing, 0,
+        "rows where the evaluator differs from LightGBM"
+    );
+    assert!(probabilities.iter().any(|p| *p > 0.5));
+    assert!(validation.values.iter().any(|v| v.is_nan()));
 
     let matrix_path = dir.path().join("matrix.csv");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&matrix_path).unwrap());
