@@ -97,42 +97,67 @@ pub async fn transform(
         .await
         .map_err(IngestError::from)?;
     validate::require_passed(store, schema, &imported.digest).await?;
-    let spec = FeatureSpec::from_schema(schema);
 
-    if let Some(existing) = find_reusable(store, &imported.digest, &spec).await? {
-        tracing::info!(
-            feature_version = %existing.version,
-            rows = existing.rows,
-            "features of this data digest exist, reusing them"
-        );
+    if let Some(existing) = find_reusable(store, schema, &imported.digest).await? {
         return Ok((existing, true));
     }
 
     let snapshot = ingest::read_snapshot(store, &imported.digest).await?;
+    let table = compute(store, schema, &imported.digest, snapshot, progress).await?;
+    let manifest = store_version(store, schema, &imported.digest, table).await?;
+    Ok((manifest, false))
+}
+
+/// A computed feature table, not yet stored.
+pub struct ComputedTable {
+    parquet: Bytes,
+    rows: u64,
+}
+
+/// Computes the feature table of a snapshot of `data_digest` in memory.
+pub async fn compute(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+    snapshot: Bytes,
+    progress: SharedProgress,
+) -> Result<ComputedTable, FeatureStoreError> {
     let location = store.uri(
         Area::ProcessedData,
-        &ingest::snapshot_key(&imported.digest, ingest::SNAPSHOT_FILE),
+        &ingest::snapshot_key(data_digest, ingest::SNAPSHOT_FILE),
     );
-    let spec_for_compute = spec.clone();
-    let schema_for_compute = schema.clone();
+    let spec = FeatureSpec::from_schema(schema);
+    let schema = schema.clone();
     let compute_progress = progress.clone();
     let (parquet, rows) = tokio::task::spawn_blocking(move || {
         compute_table(
             snapshot,
             &location,
-            &schema_for_compute,
-            &spec_for_compute,
+            &schema,
+            &spec,
             compute_progress.as_ref(),
         )
     })
     .await
     .expect("the transform thread does not panic")?;
     progress.end();
+    Ok(ComputedTable { parquet, rows })
+}
 
+/// Stores a computed table as a new version: the table, the transformer, and
+/// last the create-only manifest that makes the version visible.
+pub async fn store_version(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+    table: ComputedTable,
+) -> Result<FeatureManifest, FeatureStoreError> {
+    let spec = FeatureSpec::from_schema(schema);
+    let ComputedTable { parquet, rows } = table;
     let version = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let manifest = FeatureManifest {
         version: version.clone(),
-        input_digest: imported.digest.clone(),
+        input_digest: data_digest.to_string(),
         schema_digest: schema.digest.clone(),
         schema_version: schema.version,
         feature_set_version: spec.feature_set_version.clone(),
@@ -165,7 +190,7 @@ pub async fn transform(
             Bytes::from(manifest_json),
         )
         .await?;
-    Ok((manifest, false))
+    Ok(manifest)
 }
 
 fn compute_table(
@@ -228,18 +253,29 @@ pub async fn list_versions(store: &Store) -> Result<Vec<FeatureManifest>, Featur
     Ok(manifests)
 }
 
-async fn find_reusable(
+/// Finds a stored version computed from the same data, schema and feature
+/// set, and logs that it is reused.
+pub async fn find_reusable(
     store: &Store,
+    schema: &Schema,
     input_digest: &str,
-    spec: &FeatureSpec,
 ) -> Result<Option<FeatureManifest>, FeatureStoreError> {
+    let spec = FeatureSpec::from_schema(schema);
     let versions = list_versions(store).await?;
-    Ok(versions.into_iter().rev().find(|m| {
+    let found = versions.into_iter().rev().find(|m| {
         m.input_digest == input_digest
             && m.schema_digest == spec.schema_digest
             && m.feature_set_version == spec.feature_set_version
             && m.transform_version == TRANSFORM_VERSION
-    }))
+    });
+    if let Some(existing) = &found {
+        tracing::info!(
+            feature_version = %existing.version,
+            rows = existing.rows,
+            "features of this data digest exist, reusing them"
+        );
+    }
+    Ok(found)
 }
 
 /// Finds the newest version computed from `input_digest`, or the named version.

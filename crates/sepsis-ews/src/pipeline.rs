@@ -93,6 +93,7 @@ where
     let result = work.instrument(span.clone()).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     span.record("elapsed_ms", elapsed_ms);
+    release_freed_memory();
     let _entered = span.enter();
     match &result {
         Ok(value) => {
@@ -103,6 +104,18 @@ where
         Err(_) => tracing::warn!(elapsed_ms, "step failed"),
     }
     result
+}
+
+/// Returns the heap memory that a finished step freed to the operating
+/// system. glibc keeps freed memory of its per-thread arenas for reuse, so
+/// without this each step's buffers stay resident into the next step and raise
+/// the peak memory of training.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 pub async fn run_import(ctx: &Context, input: &Path) -> Result<ImportManifest, PipelineError> {
@@ -157,6 +170,48 @@ pub async fn run_validate(ctx: &Context) -> Result<ValidationReport, PipelineErr
 pub async fn run_transform(ctx: &Context) -> Result<(FeatureManifest, bool), PipelineError> {
     let work = feature_store::transform(&ctx.store, &ctx.schema, ctx.progress.clone());
     Ok(step("transform", |(m, _): &(FeatureManifest, bool)| m.rows, work).await?)
+}
+
+/// Validates the snapshot and computes its features at the same time, on
+/// both cores. The features are stored only if the validation passed, so a
+/// failed validation still leaves nothing downstream; a stored version of the
+/// same data is reused instead of computed.
+pub async fn run_validate_and_transform(
+    ctx: &Context,
+    data_digest: &str,
+) -> Result<(ValidationReport, FeatureManifest, bool), PipelineError> {
+    let reusable = feature_store::find_reusable(&ctx.store, &ctx.schema, data_digest).await?;
+    let snapshot = ingest::read_snapshot(&ctx.store, data_digest).await?;
+
+    let validating =
+        validate::validate_snapshot(&ctx.store, &ctx.schema, data_digest, snapshot.clone());
+    let validating = step("validate", |r: &ValidationReport| r.rows, validating);
+    let computing = async {
+        if reusable.is_some() {
+            return Ok(None);
+        }
+        let table = feature_store::compute(
+            &ctx.store,
+            &ctx.schema,
+            data_digest,
+            snapshot,
+            ctx.progress.clone(),
+        )
+        .await?;
+        Ok::<_, FeatureStoreError>(Some(table))
+    };
+    let (report, computed) = tokio::join!(validating, computing);
+    let report = report?;
+
+    if let Some(existing) = reusable {
+        return Ok((report, existing, true));
+    }
+    let storing = async {
+        let table = computed?.expect("computed unless reusable");
+        feature_store::store_version(&ctx.store, &ctx.schema, data_digest, table).await
+    };
+    let manifest = step("transform", |m: &FeatureManifest| m.rows, storing).await?;
+    Ok((report, manifest, false))
 }
 
 /// A trained model, saved under `artifacts/runs/<run_id>/`.
@@ -382,8 +437,7 @@ pub struct PipelineOutcome {
 /// Runs every step on `input`.
 pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome, PipelineError> {
     let (imported, _) = run_import_and_ingest(ctx, input).await?;
-    run_validate(ctx).await?;
-    let (features, feature_reused) = run_transform(ctx).await?;
+    let (_, features, feature_reused) = run_validate_and_transform(ctx, &imported.digest).await?;
     let (trained, data, model_text) = run_train(ctx, Some(&features.version)).await?;
     let metrics = run_evaluate_trained(ctx, &trained.run_id, data, model_text).await?;
     Ok(PipelineOutcome {

@@ -116,13 +116,23 @@ pub async fn validate(store: &Store, schema: &Schema) -> Result<ValidationReport
         .await
         .map_err(IngestError::from)?;
     let snapshot = ingest::read_snapshot(store, &imported.digest).await?;
+    validate_snapshot(store, schema, &imported.digest, snapshot).await
+}
+
+/// Validates an already loaded snapshot of `data_digest` and stores the
+/// report, with the same result as [`validate`].
+pub async fn validate_snapshot(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+    snapshot: Bytes,
+) -> Result<ValidationReport, ValidateError> {
     let location = store.uri(
         Area::ProcessedData,
-        &ingest::snapshot_key(&imported.digest, ingest::SNAPSHOT_FILE),
+        &ingest::snapshot_key(data_digest, ingest::SNAPSHOT_FILE),
     );
-
     let schema_for_check = schema.clone();
-    let digest = imported.digest.clone();
+    let digest = data_digest.to_string();
     let report = tokio::task::spawn_blocking(move || {
         check_snapshot(snapshot, &location, &schema_for_check, &digest)
     })
