@@ -272,6 +272,9 @@ def split_patients(features: pd.DataFrame) -> tuple[np.ndarray, dict]:
         stratum = patients[patients["septic"] == is_septic]
         count = len(stratum)
         validation_count = round_half_away_from_zero(count * VALIDATION_FRACTION)
+        # As on the Rust side, a stratum of two or more keeps one patient on each side.
+        if count >= 2:
+            validation_count = min(max(validation_count, 1), count - 1)
         validation_ids.extend(stratum.sort_values("key").index[:validation_count])
         summary[stratum_name] = {"patients": count, "validation_patients": validation_count}
 

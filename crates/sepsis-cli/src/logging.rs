@@ -5,6 +5,8 @@
 //! append recorded span fields to one shared per-span cache, which prints
 //! every field recorded after span creation (`rows`, `elapsed_ms`) twice.
 
+use std::io::IsTerminal;
+
 use anyhow::Context as _;
 use sepsis_ews::config::{LogFormat, LoggingConfig};
 use tracing_appender::non_blocking::WorkerGuard;
@@ -16,16 +18,31 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// Installs the global subscriber. Keep the returned guard alive until exit:
 /// dropping it flushes the log file.
 pub fn init(config: &LoggingConfig) -> anyhow::Result<Option<WorkerGuard>> {
-    let filter = EnvFilter::try_new(&config.level)
-        .with_context(|| format!("invalid configuration: logging.level = {:?}", config.level))?;
+    let level = config.level.trim();
+    let is_level = ["trace", "debug", "info", "warn", "error", "off"]
+        .contains(&level.to_ascii_lowercase().as_str());
+    // Any other word would parse as a target name and silence every log line.
+    if !is_level && !level.contains('=') {
+        anyhow::bail!(
+            "invalid configuration: logging.level = {level:?}: expected trace, debug, info, \
+             warn, error, off, or directives such as sepsis_ews=debug"
+        );
+    }
+    let filter = EnvFilter::try_new(level)
+        .with_context(|| format!("invalid configuration: logging.level = {level:?}"))?;
     let json = config.format == LogFormat::Json;
 
     let (layer, guard) = if config.dir.as_os_str().is_empty() {
         let layer = if json {
-            fmt::layer().json().with_writer(std::io::stderr).boxed()
+            fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .boxed()
         } else {
             fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .boxed()
         };

@@ -111,7 +111,17 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    match runtime.block_on(run(cli, config)) {
+    let progress =
+        progress::for_terminal(cli.global.json || config.logging.format == LogFormat::Json);
+    // An unusable store URI or schema file is a configuration error too.
+    let ctx = match runtime.block_on(async { Context::open(config, progress) }) {
+        Ok(ctx) => ctx,
+        Err(error) => {
+            eprintln!("error: {:#}", anyhow::Error::from(error));
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli, ctx)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("command failed");
@@ -128,9 +138,12 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         None if default_file.exists() => Some(default_file),
         None => None,
     };
+    // clap has already checked the flags; the raw arguments give every
+    // `--set` in order (see `set_flags_in_order`).
+    debug_assert!(global.overrides.len() <= set_flags_in_order().len());
     let mut overrides = Vec::new();
-    for text in &global.overrides {
-        overrides.push(parse_override(text)?);
+    for text in set_flags_in_order() {
+        overrides.push(parse_override(&text)?);
     }
     if let Some(store) = &global.store {
         overrides.push(("storage.uri".to_string(), store.clone()));
@@ -150,11 +163,39 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+/// Collects every `--set KEY=VALUE` of the command line, in order. When the
+/// global flag appears both before and after the subcommand, clap keeps only
+/// the later occurrences, which would drop settings silently.
+fn set_flags_in_order() -> Vec<String> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut values = Vec::new();
+    let mut index = 0;
+    while index < args.len() {
+        let arg = &args[index];
+        if arg == "--" {
+            break;
+        }
+        if arg == "--set" {
+            if let Some(value) = args.get(index + 1) {
+                values.push(value.clone());
+            }
+            index += 2;
+            continue;
+        }
+        if let Some(value) = arg.strip_prefix("--set=") {
+            values.push(value.to_string());
+        }
+        index += 1;
+    }
+    values
+}
+
+async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
     let json = cli.global.json;
-    let progress = progress::for_terminal(json || config.logging.format == LogFormat::Json);
-    let default_input = config.data.default_input.clone();
-    let ctx = Context::open(config, progress)?;
+    let default_input = ctx.config.data.default_input.clone();
     tracing::info!(store = ctx.store.root_uri(), "store opened");
 
     match cli.command {

@@ -232,6 +232,40 @@ fn invalid_flag_override_names_key() {
 }
 
 #[test]
+fn set_flags_on_both_sides_all_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir.path())
+        .args([
+            "--set",
+            "training.num_leaves=1",
+            "validate",
+            "--set",
+            "split.seed=3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("training.num_leaves"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn invalid_store_uri_is_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir.path())
+        .args(["validate", "--store", "s3://"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("s3://"), "{}", stderr(&output));
+}
+
+#[test]
 fn flag_overrides_environment() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
@@ -382,6 +416,38 @@ fn bad_inputs() -> Vec<BadInput> {
             file_name: "range.csv",
             contents: (out_of_range.join("\n") + "\n").into_bytes(),
             expected: vec!["validation failed", "\"HR\"", "line 3", "950"],
+        },
+        BadInput {
+            name: "no septic patient",
+            file_name: "no-septic.csv",
+            contents: (valid_rows().join("\n") + "\n").into_bytes(),
+            expected: vec![
+                "validation failed",
+                "\"label_12h\"",
+                "0 patient(s) have a positive label",
+            ],
+        },
+        BadInput {
+            name: "an empty label in a ready file",
+            file_name: "ready.csv",
+            contents: {
+                let mut lines: Vec<String> =
+                    valid_rows().iter().map(|l| format!("{l},0")).collect();
+                lines[0] = format!("{HEADER},label_12h");
+                lines[3] = format!("{},", row("p1", 3, "80"));
+                (lines.join("\n") + "\n").into_bytes()
+            },
+            expected: vec!["ready.csv", "line 4", "\"label_12h\"", "missing value"],
+        },
+        BadInput {
+            name: "a gzip of zeros",
+            file_name: "zeros.csv.gz",
+            contents: {
+                let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&vec![0u8; 3 << 20]).unwrap();
+                encoder.finish().unwrap()
+            },
+            expected: vec!["zeros.csv.gz", "line 1", "longer than 1 MiB"],
         },
         BadInput {
             name: "a duplicate patient hour",

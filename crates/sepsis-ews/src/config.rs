@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 /// binary works from any directory.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/config.yaml");
 
+/// The schema path the embedded configuration names.
+const DEFAULT_SCHEMA_PATH: &str = "config/schema.yaml";
+
 /// Prefix of the environment variables that override configuration keys, as
 /// in `SEPSIS__TRAINING__LEARNING_RATE=0.1`.
 pub const ENV_PREFIX: &str = "SEPSIS__";
@@ -198,7 +201,9 @@ pub struct ConfigSources {
 impl Config {
     /// Loads and checks the configuration from its layered sources.
     pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
-        let mut figment = match &sources.file {
+        // The embedded defaults come first, so a file needs only the keys it changes.
+        let mut figment = Figment::from(Yaml::string(DEFAULT_CONFIG_YAML));
+        figment = match &sources.file {
             Some(path) => {
                 // Check first that the file exists, because figment alone
                 // treats a missing file as empty.
@@ -206,9 +211,9 @@ impl Config {
                     path: path.clone(),
                     source,
                 })?;
-                Figment::from(Yaml::file(path))
+                figment.merge(Yaml::file(path))
             }
-            None => Figment::from(Yaml::string(DEFAULT_CONFIG_YAML)),
+            None => figment,
         };
         if sources.read_env {
             figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
@@ -229,7 +234,9 @@ impl Config {
         let mut config = Config::check(raw)?;
         // The embedded configuration names the repository's schema file; away
         // from a checkout, the identical schema embedded in the binary is used.
-        if sources.file.is_none() && config.data.schema.as_ref().is_some_and(|p| !p.exists()) {
+        let default_schema = Path::new(DEFAULT_SCHEMA_PATH);
+        let schema_is_default = config.data.schema.as_deref() == Some(default_schema);
+        if sources.file.is_none() && schema_is_default && !default_schema.exists() {
             config.data.schema = None;
         }
         Ok(config)

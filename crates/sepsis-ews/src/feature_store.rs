@@ -50,7 +50,7 @@ pub enum FeatureStoreError {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureManifest {
-    /// The folder name, a UTC timestamp.
+    /// The folder name: a UTC timestamp and four random hex digits.
     pub version: String,
     /// Digest of the raw data the features were computed from.
     pub input_digest: String,
@@ -154,7 +154,13 @@ pub async fn store_version(
 ) -> Result<FeatureManifest, FeatureStoreError> {
     let spec = FeatureSpec::from_schema(schema);
     let ComputedTable { parquet, rows } = table;
-    let version = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    // The random suffix keeps two runs that transform in the same millisecond
+    // apart, and every file is written create-only, so a clash fails loudly.
+    let suffix: u16 = rand::random();
+    let version = format!(
+        "{}-{suffix:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
     let manifest = FeatureManifest {
         version: version.clone(),
         input_digest: data_digest.to_string(),
@@ -169,14 +175,14 @@ pub async fn store_version(
     };
     let spec_json = serde_json::to_vec_pretty(&spec).expect("spec serialises");
     store
-        .put(
+        .put_if_absent(
             Area::FeatureStore,
             &format!("{version}/{FEATURES_FILE}"),
             parquet,
         )
         .await?;
     store
-        .put(
+        .put_if_absent(
             Area::Artifacts,
             &format!("transform/{version}/{TRANSFORMER_FILE}"),
             Bytes::from(spec_json),

@@ -297,6 +297,36 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
+/// The longest line accepted: far above any real row, and a bound on memory
+/// when the input is not a CSV at all (a binary file, a gzip bomb).
+const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Fails a read once a line grows past [`MAX_LINE_BYTES`].
+struct LineLimit<R> {
+    inner: R,
+    line_bytes: usize,
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].iter().rposition(|b| *b == b'\n') {
+            Some(last) => self.line_bytes = n - last - 1,
+            None => self.line_bytes += n,
+        }
+        if self.line_bytes > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a line is longer than {} MiB; the input does not look like a CSV file",
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// The source of one output column in the current input file.
 #[derive(Debug, Clone, Copy)]
 enum FieldSource {
@@ -340,6 +370,10 @@ fn convert(
         let reader = open_maybe_gzip(CountingReader {
             inner: file,
             progress,
+        })
+        .map(|reader| LineLimit {
+            inner: reader,
+            line_bytes: 0,
         })
         .map_err(|e| ImportError::Input {
             file: file_name.clone(),
@@ -464,6 +498,7 @@ fn read_error(file: &str, error: &csv::Error, line_guess: u64) -> ImportError {
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the file ends unexpectedly: truncated or corrupt gzip data".to_string()
         }
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
         csv::ErrorKind::Io(io) => format!("read failed: {io}"),
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
@@ -498,8 +533,10 @@ fn plan_columns(
     let mut seen = HashSet::new();
     for name in &names {
         if schema.column(name).is_none() {
+            // Cut a garbage header (a binary file) to keep the message readable.
+            let shown: String = name.chars().take(80).collect();
             return Err(header_error(
-                name,
+                &shown,
                 "unknown column: it is not in the schema (config/schema.yaml)".into(),
             ));
         }
@@ -599,7 +636,9 @@ fn build_row(
 
         if text.is_empty() {
             let derived = matches!(field, FieldSource::DerivedLabel);
-            let key_column = column.name == schema.id_column || column.name == schema.time_column;
+            let key_column = column.name == schema.id_column
+                || column.name == schema.time_column
+                || column.name == schema.label_column;
             if key_column && !derived {
                 return Err(value_error(
                     "missing value: this column is required in every row".into(),

@@ -201,19 +201,21 @@ pub fn parse_tapped(
     })
 }
 
-/// Stores the snapshot parsed by [`parse_tapped`], unless a snapshot of the
-/// same data and schema exists already.
+/// Stores the snapshot parsed by [`parse_tapped`] under the digest that the
+/// import computed, unless a snapshot of the same data and schema exists.
+/// It uses that digest rather than rereading the import record, which
+/// another run on the same store may have replaced in the meantime.
 pub async fn store_tapped(
     store: &Store,
     schema: &Schema,
+    imported_digest: &str,
     parsed: ParsedCsv,
 ) -> Result<(SnapshotManifest, bool), IngestError> {
-    let imported = import::read_manifest(store).await?;
-    if let Some(existing) = reusable_snapshot(store, schema, &imported.digest).await? {
+    if let Some(existing) = reusable_snapshot(store, schema, imported_digest).await? {
         return Ok((existing, true));
     }
     let location = store.uri(Area::RawData, RAW_DATA_KEY);
-    store_snapshot(store, schema, &imported.digest, location, parsed).await
+    store_snapshot(store, schema, imported_digest, location, parsed).await
 }
 
 /// Reads chunks from a channel as one byte stream.

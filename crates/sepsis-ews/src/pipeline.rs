@@ -146,7 +146,8 @@ pub async fn run_import_and_ingest(
     let imported = imported?;
 
     let storing = async {
-        let (manifest, _) = ingest::store_tapped(&ctx.store, &ctx.schema, parsed?).await?;
+        let (manifest, _) =
+            ingest::store_tapped(&ctx.store, &ctx.schema, &imported.digest, parsed?).await?;
         Ok::<_, IngestError>(manifest)
     };
     let snapshot = step("ingest", |m: &SnapshotManifest| m.rows, storing).await?;

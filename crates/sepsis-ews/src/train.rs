@@ -4,7 +4,8 @@
 //! stratified by septic patients so both sides keep the same share of them.
 //! It is reproducible in any language. Each patient's key is the hex SHA-256
 //! of `"<seed>:<patient id>"`. Within each stratum, the round(n × fraction)
-//! patients with the smallest keys form the validation side.
+//! patients with the smallest keys form the validation side, but at least
+//! one and at most n − 1 when the stratum has two patients or more.
 //!
 //! Class imbalance (about 2 % positive hours) is handled by LightGBM's
 //! `scale_pos_weight` or by per-row weights, both set to negative / positive
@@ -86,7 +87,12 @@ pub fn split_patients(patients: &[(String, bool)], seed: u64, fraction: f64) -> 
             .map(|(id, _)| (key(id), id.as_str()))
             .collect();
         stratum.sort();
-        let take = (stratum.len() as f64 * fraction).round() as usize;
+        let mut take = (stratum.len() as f64 * fraction).round() as usize;
+        // A stratum of two or more patients keeps at least one on each side,
+        // so a few septic patients cannot all round into one side.
+        if stratum.len() >= 2 {
+            take = take.clamp(1, stratum.len() - 1);
+        }
         validation.extend(stratum.into_iter().take(take).map(|(_, id)| id.to_string()));
     }
     validation
@@ -294,6 +300,16 @@ pub fn train_model(
     config: &TrainingConfig,
     feature_names: &[String],
 ) -> Result<(String, serde_json::Value), TrainError> {
+    if train.positives() == 0 || train.positives() == train.rows() {
+        return Err(TrainError::Data {
+            location: "the training split".into(),
+            message: format!(
+                "{} of {} training rows are positive; LightGBM needs both classes",
+                train.positives(),
+                train.rows()
+            ),
+        });
+    }
     let weight = balancing_weight(&train);
     let params = lightgbm_params(config, weight);
     let mut dataset = Dataset::from_slice(&train.values, &train.labels, train.width as i32, true)?;
@@ -356,6 +372,20 @@ mod tests {
         assert_eq!(
             validation.iter().filter(|id| id.starts_with('s')).count(),
             2
+        );
+    }
+
+    #[test]
+    fn split_keeps_a_septic_patient_on_each_side() {
+        let validation = split_patients(&patients(2, 50), 42, 0.2);
+        assert_eq!(
+            validation.iter().filter(|id| id.starts_with('s')).count(),
+            1
+        );
+        let validation = split_patients(&patients(1, 50), 42, 0.2);
+        assert_eq!(
+            validation.iter().filter(|id| id.starts_with('s')).count(),
+            0
         );
     }
 

@@ -29,6 +29,8 @@ use crate::table::{self, TableError};
 
 pub const REPORT_JSON: &str = "validation-report.json";
 pub const REPORT_MARKDOWN: &str = "validation-report.md";
+/// Septic patients needed: at least one for training and one for validation.
+const MIN_POSITIVE_PATIENTS: u64 = 2;
 /// How many example lines a finding keeps.
 const MAX_EXAMPLES: usize = 5;
 
@@ -53,7 +55,7 @@ pub enum ValidateError {
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// `empty`, `required`, `range`, `duplicate`, `order` or `contiguity`.
+    /// `empty`, `required`, `range`, `label`, `duplicate`, `order` or `contiguity`.
     pub check: String,
     pub column: Option<String>,
     /// Rows that fail the check.
@@ -74,7 +76,11 @@ impl Finding {
         let _ = write!(text, "{} ({} row(s)", self.message, self.count);
         if !self.lines.is_empty() {
             let lines: Vec<String> = self.lines.iter().map(u64::to_string).collect();
-            let _ = write!(text, ", first at line {}", lines.join(", "));
+            let _ = write!(
+                text,
+                ", first at line {} of raw-data/sepsis-data.csv",
+                lines.join(", ")
+            );
         }
         if !self.values.is_empty() {
             let _ = write!(text, "; values {}", self.values.join(", "));
@@ -249,6 +255,12 @@ fn check_snapshot(
     data_digest: &str,
 ) -> Result<ValidationReport, ValidateError> {
     let id_index = schema.index_of(&schema.id_column).expect("checked schema");
+    let label_index = schema
+        .index_of(&schema.label_column)
+        .expect("checked schema");
+    let mut positive_patients = 0u64;
+    let mut current_positive = false;
+    let mut positive_rows = 0u64;
     let time_index = schema
         .index_of(&schema.time_column)
         .expect("checked schema");
@@ -307,6 +319,7 @@ fn check_snapshot(
 
         let ids = batch.column(id_index).as_string::<i32>();
         let hours = batch.column(time_index).as_primitive::<Float64Type>();
+        let labels = batch.column(label_index).as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             let line = first_line + row as u64;
             if ids.is_null(row) || hours.is_null(row) {
@@ -314,6 +327,8 @@ fn check_snapshot(
             }
             let id = ids.value(row);
             let hour = hours.value(row);
+            let positive = !labels.is_null(row) && labels.value(row) == 1;
+            positive_rows += u64::from(positive);
             match &mut current {
                 Some((current_id, last_hour)) if current_id == id => {
                     if hour == *last_hour {
@@ -322,11 +337,14 @@ fn check_snapshot(
                         disorder.add(line, Some(hour.to_string()));
                     }
                     *last_hour = hour;
+                    current_positive |= positive;
                 }
                 _ => {
                     if let Some((done, _)) = current.take() {
                         finished_patients.insert(done);
+                        positive_patients += u64::from(current_positive);
                     }
+                    current_positive = positive;
                     if finished_patients.contains(id) {
                         scattered.add(line, None);
                     }
@@ -338,19 +356,10 @@ fn check_snapshot(
     }
     if let Some((done, _)) = current.take() {
         finished_patients.insert(done);
+        positive_patients += u64::from(current_positive);
     }
 
     let mut errors = Vec::new();
-    if rows == 0 {
-        errors.push(Finding {
-            check: "empty".into(),
-            column: None,
-            count: 0,
-            lines: vec![],
-            values: vec![],
-            message: "the dataset has no rows".into(),
-        });
-    }
     let mut columns = Vec::with_capacity(schema.columns.len());
     for (column, tally) in schema.columns.iter().zip(tallies) {
         let name = Some(column.name.as_str());
@@ -393,6 +402,34 @@ fn check_snapshot(
         Some(schema.id_column.as_str()),
         "a patient's rows are split by another patient's rows".into(),
     ));
+
+    // Training and validation each need a patient with a positive label, and
+    // the training side needs negative rows.
+    if rows > 0 && (positive_patients < MIN_POSITIVE_PATIENTS || positive_rows == rows) {
+        errors.push(Finding {
+            check: "label".into(),
+            column: Some(schema.label_column.clone()),
+            count: positive_patients,
+            lines: vec![],
+            values: vec![],
+            message: format!(
+                "{positive_patients} patient(s) have a positive label and {} of {rows} rows are \
+                 negative; training needs at least {MIN_POSITIVE_PATIENTS} patients with a \
+                 positive label and some negative rows",
+                rows - positive_rows
+            ),
+        });
+    }
+    if rows == 0 {
+        errors.push(Finding {
+            check: "empty".into(),
+            column: None,
+            count: 0,
+            lines: vec![],
+            values: vec![],
+            message: "the dataset has no rows".into(),
+        });
+    }
 
     Ok(ValidationReport {
         data_digest: data_digest.to_string(),
