@@ -12,6 +12,7 @@ pub mod feature_store;
 pub mod features;
 pub mod import;
 pub mod ingest;
+pub mod lightgbm;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -14,10 +14,10 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
+use crate::lightgbm;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use bytes::Bytes;
-use lightgbm3::{Booster, Dataset};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,8 +35,8 @@ pub enum TrainError {
     Table(#[from] TableError),
     #[error("{location}: {message}")]
     Data { location: String, message: String },
-    #[error("LightGBM failed")]
-    LightGbm(#[from] lightgbm3::Error),
+    #[error("LightGBM training failed")]
+    LightGbm(#[from] crate::lightgbm::LightGbmError),
     #[error("scoring with the trained model failed")]
     Model(#[from] crate::model::ModelError),
 }
@@ -290,8 +290,7 @@ pub fn balancing_weight(matrix: &Matrix) -> f64 {
 }
 
 /// Trains a booster on the training matrix and returns it in LightGBM's text
-/// format, with the parameters used. The `Booster` itself stays on this
-/// thread because it is not `Send`.
+/// format, with the parameters used.
 ///
 /// The matrix is taken by value and freed once LightGBM has binned it into its
 /// own dataset, which lowers the peak memory of training by the matrix size.
@@ -312,19 +311,27 @@ pub fn train_model(
     }
     let weight = balancing_weight(&train);
     let params = lightgbm_params(config, weight);
-    let mut dataset = Dataset::from_slice(&train.values, &train.labels, train.width as i32, true)?;
-    dataset.set_feature_names(feature_names)?;
-    if config.imbalance == Imbalance::SampleWeights {
-        let weights: Vec<f32> = train
+    let weights = (config.imbalance == Imbalance::SampleWeights).then(|| {
+        train
             .labels
             .iter()
             .map(|l| if *l > 0.5 { weight as f32 } else { 1.0 })
-            .collect();
-        dataset.set_weights(&weights)?;
-    }
-    drop(train);
-    let booster = Booster::train(dataset, &params)?;
-    Ok((booster.save_string()?, params))
+            .collect()
+    });
+    let Matrix {
+        values,
+        labels,
+        width,
+    } = train;
+    let set = lightgbm::TrainingSet {
+        values,
+        labels,
+        weights,
+        width,
+        feature_names,
+    };
+    let model_text = lightgbm::train(set, &params, config.num_iterations)?;
+    Ok((model_text, params))
 }
 
 /// Predicts probabilities for a row-major matrix with a text model, using
