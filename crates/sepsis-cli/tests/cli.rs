@@ -52,6 +52,20 @@ fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_str(lines[0]).expect("stdout is JSON")
 }
 
+/// Runs `sepsis data import --json` on `input` and returns its JSON result.
+fn import_json(dir: &Path, input: &Path) -> serde_json::Value {
+    stdout_json(&sepsis(
+        dir,
+        &[
+            "data",
+            "import",
+            "--data",
+            input.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+}
+
 /// Files under `store/<area>`, relative to it.
 fn files_in(dir: &Path, area: &str) -> Vec<String> {
     let root = dir.join("store").join(area);
@@ -163,16 +177,7 @@ fn rerun_reuses_feature_version() {
 fn steps_run_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
-    let imported = stdout_json(&sepsis(
-        dir.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            sample.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let imported = import_json(dir.path(), &sample);
     assert_eq!(imported["format"], "long_csv");
     assert_eq!(imported["septic_patients"], 90);
     let ingested = stdout_json(&sepsis(dir.path(), &["ingest", "--json"]));
@@ -537,16 +542,7 @@ fn psv_directory_imports() {
         }
         std::fs::write(folder.join(format!("{patient}.psv")), text).unwrap();
     }
-    let result = stdout_json(&sepsis(
-        dir.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            folder.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let result = import_json(dir.path(), &folder);
     assert_eq!(result["format"], "psv_directory");
     assert_eq!(result["patients"], 2);
     assert_eq!(result["rows"], 8);
@@ -563,26 +559,8 @@ fn gzip_and_plain_csv_import_identically() {
     encoder.write_all(text.as_bytes()).unwrap();
     std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
 
-    let first = stdout_json(&sepsis(
-        dir.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            plain.to_str().unwrap(),
-            "--json",
-        ],
-    ));
-    let second = stdout_json(&sepsis(
-        dir.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            gzipped.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let first = import_json(dir.path(), &plain);
+    let second = import_json(dir.path(), &gzipped);
     assert_eq!(first["digest"], second["digest"]);
 }
 
@@ -590,30 +568,12 @@ fn gzip_and_plain_csv_import_identically() {
 fn ready_file_with_label_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
-    stdout_json(&sepsis(
-        dir.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            sample.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    import_json(dir.path(), &sample);
     // The imported file is itself a ready sepsis-data.csv with label_12h.
     let ready = dir.path().join("sepsis-data.csv");
     std::fs::copy(dir.path().join("store/raw-data/sepsis-data.csv"), &ready).unwrap();
     let other = tempfile::tempdir().unwrap();
-    let result = stdout_json(&sepsis(
-        other.path(),
-        &[
-            "data",
-            "import",
-            "--data",
-            ready.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let result = import_json(other.path(), &ready);
     assert_eq!(result["format"], "ready");
     assert_eq!(result["septic_patients"], 90);
     assert_eq!(result["rows"], 38809);
