@@ -32,6 +32,10 @@ use crate::schema::{DType, Schema};
 use crate::storage::{Area, StorageError, Store};
 
 /// Key of the imported data inside `raw-data/`.
+///
+/// NOTE: there is one current import per store, and the last import wins.
+/// `sepsis pipeline` carries its own data digest through every step, but the
+/// single-step subcommands act on whatever the store's latest import is.
 pub const RAW_DATA_KEY: &str = "sepsis-data.csv";
 /// Key of the import record (digest, counts) inside `raw-data/`.
 pub const RAW_MANIFEST_KEY: &str = "sepsis-data.json";

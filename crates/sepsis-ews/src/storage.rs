@@ -128,6 +128,8 @@ impl Store {
                     "the bucket name is missing, as in s3://bucket/prefix",
                 ));
             }
+            // NOTE: object_store reads credentials from AWS_* variables, web
+            // identity and instance metadata, but not from ~/.aws/credentials.
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(config.s3_virtual_hosted_style);
