@@ -29,7 +29,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
 }
 
-# The venv holds cmake (LightGBM needs CMake >= 3.28, newer than Debian 12's)
+# The venv contains cmake (LightGBM needs CMake >= 3.28, newer than Debian 12's)
 # and the Python packages the tests use.
 ensure_venv() {
   if [ ! -x "$SEPSIS_VENV/bin/python" ]; then

@@ -106,7 +106,7 @@ where
     result
 }
 
-/// Returns the heap memory that a finished step freed to the operating
+/// Gives the heap memory that a finished step freed back to the operating
 /// system. glibc keeps freed memory of its per-thread arenas for reuse, so
 /// without this each step's buffers stay resident into the next step and raise
 /// the peak memory of training.
