@@ -524,6 +524,34 @@ fn psv_with_wrong_header_fails_cleanly() {
 }
 
 #[test]
+fn psv_validation_error_names_source_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("psv");
+    std::fs::create_dir(&folder).unwrap();
+    let header = HEADER.replacen("patient_id,", "", 1).replace(',', "|");
+    for (patient, bad_hour) in [("p000001", 0), ("p000002", 2)] {
+        let mut text = format!("{header}\n");
+        for hour in 1..=3 {
+            let hr = if hour == bad_hour { "999" } else { "80" };
+            let body = row("x", hour, hr)
+                .split_once(',')
+                .unwrap()
+                .1
+                .replace(',', "|");
+            text.push_str(&body);
+            text.push('\n');
+        }
+        std::fs::write(folder.join(format!("{patient}.psv")), text).unwrap();
+    }
+    assert_rejected(
+        dir.path(),
+        &folder,
+        "an out-of-range value in a .psv file",
+        &["p000002.psv line 3", "\"HR\"", "999"],
+    );
+}
+
+#[test]
 fn psv_directory_imports() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("psv");

@@ -91,6 +91,57 @@ pub struct ImportManifest {
     /// File name of the input, without its folder.
     pub source: String,
     pub imported_at: String,
+    /// Where each line of the raw CSV came from, so that later errors can
+    /// name the input file and line the user knows.
+    #[serde(default)]
+    pub line_map: LineMap,
+}
+
+/// Maps lines of `raw-data/sepsis-data.csv` to input files and lines, as
+/// runs of consecutive lines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LineMap {
+    /// Input file names, without their folders.
+    pub files: Vec<String>,
+    pub runs: Vec<LineRun>,
+}
+
+/// Lines `raw_line .. raw_line + count` of the raw CSV are lines
+/// `source_line ..` of `files[file]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRun {
+    pub raw_line: u64,
+    pub file: usize,
+    pub source_line: u64,
+    pub count: u64,
+}
+
+impl LineMap {
+    fn record(&mut self, raw_line: u64, file: usize, source_line: u64) {
+        if let Some(last) = self.runs.last_mut() {
+            let continues = last.file == file
+                && last.raw_line + last.count == raw_line
+                && last.source_line + last.count == source_line;
+            if continues {
+                last.count += 1;
+                return;
+            }
+        }
+        self.runs.push(LineRun {
+            raw_line,
+            file,
+            source_line,
+            count: 1,
+        });
+    }
+
+    /// Returns the input file and line of a raw CSV line, if it is a data line.
+    pub fn source_of(&self, raw_line: u64) -> Option<(&str, u64)> {
+        let index = self.runs.partition_point(|run| run.raw_line <= raw_line);
+        let run = self.runs.get(index.checked_sub(1)?)?;
+        let offset = raw_line - run.raw_line;
+        (offset < run.count).then(|| (self.files[run.file].as_str(), run.source_line + offset))
+    }
 }
 
 /// Imports `input` into `raw-data/`.
@@ -171,6 +222,7 @@ pub async fn import_with_tap(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         imported_at: chrono::Utc::now().to_rfc3339(),
+        line_map: counts.line_map,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     store
@@ -259,6 +311,7 @@ struct Counts {
     patients: u64,
     septic_patients: u64,
     format: InputFormat,
+    line_map: LineMap,
 }
 
 /// Buffers output and hands it to the async side in chunks.
@@ -362,11 +415,21 @@ fn convert(
     out.write_record(&header).map_err(|e| write_failed(&e))?;
 
     let mut state = PatientBuffer::new(schema);
+    let mut line_map = LineMap::default();
+    // Rows are written in the order they are read, after the header line.
+    let mut next_raw_line = 2u64;
     let mut finished_patients: HashSet<String> = HashSet::new();
     let mut format = None;
 
-    for source in sources {
+    for (file_index, source) in sources.iter().enumerate() {
         let file_name = source.path.display().to_string();
+        line_map.files.push(
+            source
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         let file = File::open(&source.path).map_err(|e| ImportError::Input {
             file: file_name.clone(),
             message: format!("cannot open: {e}"),
@@ -444,6 +507,8 @@ fn convert(
                 state.current_id = Some(row.patient_id.clone());
             }
             state.push(row);
+            line_map.record(next_raw_line, file_index, line);
+            next_raw_line += 1;
         }
         if data_rows == 0 && sources.len() == 1 {
             return Err(ImportError::Read {
@@ -470,6 +535,7 @@ fn convert(
         patients: state.patients,
         septic_patients: state.septic_patients,
         format: format.unwrap_or(InputFormat::LongCsv),
+        line_map,
     })
 }
 
@@ -830,6 +896,23 @@ mod tests {
         assert_eq!(labels, expected);
         assert_eq!(manifest.septic_patients, 1);
         assert_eq!(manifest.format, InputFormat::LongCsv);
+    }
+
+    #[test]
+    fn line_map_finds_source_lines() {
+        let mut map = LineMap {
+            files: vec!["a.psv".into(), "b.psv".into()],
+            runs: Vec::new(),
+        };
+        for (raw, file, source) in [(2, 0, 2), (3, 0, 3), (4, 1, 2), (5, 1, 4)] {
+            map.record(raw, file, source);
+        }
+        assert_eq!(map.runs.len(), 3);
+        assert_eq!(map.source_of(3), Some(("a.psv", 3)));
+        assert_eq!(map.source_of(4), Some(("b.psv", 2)));
+        assert_eq!(map.source_of(5), Some(("b.psv", 4)));
+        assert_eq!(map.source_of(1), None);
+        assert_eq!(map.source_of(6), None);
     }
 
     #[tokio::test]

@@ -64,6 +64,9 @@ pub struct Finding {
     pub lines: Vec<u64>,
     /// The failing values on those lines, where a value is at fault.
     pub values: Vec<String>,
+    /// The same lines in the input file, as `file line N`, when known.
+    #[serde(default)]
+    pub source_lines: Vec<String>,
     pub message: String,
 }
 
@@ -74,7 +77,9 @@ impl Finding {
             let _ = write!(text, "column {column:?}: ");
         }
         let _ = write!(text, "{} ({} row(s)", self.message, self.count);
-        if !self.lines.is_empty() {
+        if !self.source_lines.is_empty() {
+            let _ = write!(text, ", first at {}", self.source_lines.join(", "));
+        } else if !self.lines.is_empty() {
             let lines: Vec<String> = self.lines.iter().map(u64::to_string).collect();
             let _ = write!(
                 text,
@@ -144,6 +149,8 @@ pub async fn validate_snapshot(
     })
     .await
     .expect("the validation thread does not panic")?;
+    let mut report = report;
+    add_source_lines(store, data_digest, &mut report).await;
 
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
     let json_key = report_key(&report.data_digest, REPORT_JSON);
@@ -166,6 +173,25 @@ pub async fn validate_snapshot(
         first: report.errors[0].describe(),
         report: store.uri(Area::Artifacts, &json_key),
     })
+}
+
+/// Adds the input file and line of each reported raw CSV line, using the
+/// import record when it still describes this data.
+async fn add_source_lines(store: &Store, data_digest: &str, report: &mut ValidationReport) {
+    let Ok(imported) = crate::import::read_manifest(store).await else {
+        return;
+    };
+    if imported.digest != data_digest {
+        return;
+    }
+    for finding in &mut report.errors {
+        finding.source_lines = finding
+            .lines
+            .iter()
+            .filter_map(|line| imported.line_map.source_of(*line))
+            .map(|(file, line)| format!("{file} line {line}"))
+            .collect();
+    }
 }
 
 /// Reads the stored report for `data_digest` and fails unless it passed
@@ -235,6 +261,7 @@ impl Tally {
             count: self.count,
             lines: self.lines,
             values: self.values,
+            source_lines: Vec::new(),
             message,
         })
     }
@@ -412,6 +439,7 @@ fn check_snapshot(
             count: positive_patients,
             lines: vec![],
             values: vec![],
+            source_lines: vec![],
             message: format!(
                 "{positive_patients} patient(s) have a positive label and {} of {rows} rows are \
                  negative; training needs at least {MIN_POSITIVE_PATIENTS} patients with a \
@@ -427,6 +455,7 @@ fn check_snapshot(
             count: 0,
             lines: vec![],
             values: vec![],
+            source_lines: vec![],
             message: "the dataset has no rows".into(),
         });
     }
@@ -462,11 +491,12 @@ fn render_markdown(report: &ValidationReport) -> String {
             let lines: Vec<String> = e.lines.iter().map(u64::to_string).collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 e.check,
                 e.column.as_deref().unwrap_or(""),
                 e.count,
                 lines.join(", "),
+                e.source_lines.join(", "),
                 e.values.join(", "),
                 e.message
             );
