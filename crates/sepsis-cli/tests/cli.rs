@@ -194,6 +194,24 @@ fn steps_run_one_by_one() {
 }
 
 #[test]
+fn evaluate_reuses_the_runs_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let trained = stdout_json(&sepsis(
+        dir.path(),
+        &["pipeline", "--data", sample.to_str().unwrap(), "--json"],
+    ));
+    // Another seed in the configuration must not change which patients the
+    // stored run is evaluated on.
+    let evaluated = stdout_json(&sepsis(
+        dir.path(),
+        &["evaluate", "--json", "--set", "split.seed=7"],
+    ));
+    assert_eq!(evaluated["run_id"], trained["run_id"]);
+    assert_eq!(evaluated["metrics"], trained["metrics"]);
+}
+
+#[test]
 fn steps_out_of_order_fail_with_hint() {
     let dir = tempfile::tempdir().unwrap();
     let output = sepsis(dir.path(), &["ingest"]);

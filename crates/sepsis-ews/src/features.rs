@@ -1,5 +1,5 @@
-//! The model's input features, computed by this one module for training,
-//! batch scoring and the HTTP service alike.
+//! The model's input features, computed by this one module; every path that
+//! turns hourly rows into model input must call it.
 //!
 //! The current feature set is flat: each hour's own values, with nothing
 //! carried over from other hours, so a feature at hour t depends on row t
@@ -28,7 +28,7 @@ pub enum FeatureError {
 }
 
 /// The fitted transformer: which columns feed the model and in what order.
-/// It is stored as JSON beside every feature version and every model.
+/// It is stored as JSON under `artifacts/transform/<feature version>/`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
     pub feature_set_version: String,

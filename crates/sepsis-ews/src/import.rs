@@ -198,15 +198,17 @@ pub async fn import_with_tap(
     let converted = producer.await.expect("the import thread does not panic");
     progress.end();
 
+    // A storage failure comes first: the converter then only reports that
+    // its output channel closed.
     let counts = match (converted, write_error) {
         (Ok(counts), None) => counts,
-        (Err(error), _) => {
-            writer.abort().await?;
-            return Err(error);
-        }
-        (Ok(_), Some(error)) => {
-            writer.abort().await?;
+        (_, Some(error)) => {
+            let _ = writer.abort().await;
             return Err(error.into());
+        }
+        (Err(error), None) => {
+            let _ = writer.abort().await;
+            return Err(error);
         }
     };
     writer.finish().await?;
@@ -726,6 +728,11 @@ fn build_row(
                 let value: f64 = as_str.parse().map_err(|_| {
                     value_error(format!("invalid number {as_str:?}: expected a float64"))
                 })?;
+                if value.is_nan() {
+                    // Spellings such as "-nan" or "+NaN" are missing values too.
+                    fields.push_field(MISSING);
+                    continue;
+                }
                 if column.name == schema.time_column {
                     if !value.is_finite() {
                         return Err(value_error(format!("invalid hour {as_str:?}")));
@@ -962,6 +969,17 @@ mod tests {
         let text = format!(
             "patient_id,{CHALLENGE_HEADER}\n{}\n",
             long_row("p1", 1, "NaN", 0)
+        );
+        let (store, _) = import_text(&text, "data.csv").await.unwrap();
+        let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();
+        assert!(std::str::from_utf8(&data).unwrap().contains("\np1,,"));
+    }
+
+    #[tokio::test]
+    async fn signed_nan_text_is_missing() {
+        let text = format!(
+            "patient_id,{CHALLENGE_HEADER}\n{}\n",
+            long_row("p1", 1, "-nan", 0)
         );
         let (store, _) = import_text(&text, "data.csv").await.unwrap();
         let data = store.get(Area::RawData, RAW_DATA_KEY).await.unwrap();

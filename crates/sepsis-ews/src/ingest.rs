@@ -399,7 +399,11 @@ fn append_field(builder: &mut ColumnBuilder, field: &[u8]) -> Result<(), String>
             let value: f64 = text
                 .parse()
                 .map_err(|_| format!("invalid number {text:?}: expected a float64"))?;
-            b.append_value(value);
+            if value.is_nan() {
+                b.append_null();
+            } else {
+                b.append_value(value);
+            }
         }
         ColumnBuilder::Int64(b) if missing => b.append_null(),
         ColumnBuilder::Int64(b) => {

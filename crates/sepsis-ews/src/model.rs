@@ -25,8 +25,9 @@ pub enum ModelError {
     Width { expected: usize, actual: usize },
 }
 
-/// LightGBM treats values with magnitude at most this as zero.
-const ZERO_THRESHOLD: f64 = 1e-35;
+/// LightGBM treats values with magnitude at most this as zero. Its
+/// `kZeroThreshold` is the float `1e-35f`, widened to double when compared.
+const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
 const DEFAULT_LEFT_MASK: u8 = 2;
 const CATEGORICAL_MASK: u8 = 1;
 
@@ -280,10 +281,13 @@ fn parse_tree(fields: &[(&str, &str)], index: usize, width: usize) -> Result<Tre
         }
     }
 
-    let child = |value: f64| -> Result<i32, ModelError> {
+    // LightGBM numbers split nodes in creation order, so an internal child
+    // always has a larger index than its parent; requiring that rules out
+    // cycles, which would make prediction loop forever.
+    let child = |parent: usize, value: f64| -> Result<i32, ModelError> {
         let child = value as i32;
         let valid = if child >= 0 {
-            (child as usize) < splits
+            (child as usize) < splits && child as usize > parent
         } else {
             ((!child) as usize) < num_leaves
         };
@@ -315,8 +319,8 @@ fn parse_tree(fields: &[(&str, &str)], index: usize, width: usize) -> Result<Tre
         nodes.push(Node {
             threshold: thresholds[i],
             feature: feature as u32,
-            left: child(lefts[i])?,
-            right: child(rights[i])?,
+            left: child(i, lefts[i])?,
+            right: child(i, rights[i])?,
             nan_left,
             zero_is_missing,
             default_left,
@@ -356,6 +360,16 @@ mod tests {
         let text = STUMP.replace("decision_type=10", "decision_type=0");
         let model = TreeModel::parse(&text).unwrap();
         assert_eq!(model.raw_score(&[f32::NAN, 0.0]), -0.75);
+    }
+
+    #[test]
+    fn cyclic_tree_is_rejected() {
+        // Node 0 pointing to itself would loop forever in prediction.
+        let text = STUMP.replace("left_child=-1", "left_child=0");
+        assert!(matches!(
+            TreeModel::parse(&text),
+            Err(ModelError::Invalid(_))
+        ));
     }
 
     #[test]

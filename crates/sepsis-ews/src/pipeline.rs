@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, SplitConfig};
 use crate::evaluate::{self, Metrics};
 use crate::feature_store::{self, FeatureManifest, FeatureStoreError};
 use crate::import::{self, ImportError, ImportManifest};
@@ -240,6 +240,7 @@ fn run_key(run_id: &str, file: &str) -> String {
 async fn load_data(
     ctx: &Context,
     manifest: &FeatureManifest,
+    split: &SplitConfig,
 ) -> Result<TrainingData, PipelineError> {
     let bytes = feature_store::read_features(&ctx.store, manifest).await?;
     let location = ctx.store.uri(
@@ -247,7 +248,7 @@ async fn load_data(
         &format!("{}/{}", manifest.version, feature_store::FEATURES_FILE),
     );
     let manifest = manifest.clone();
-    let split = ctx.config.split.clone();
+    let split = split.clone();
     let data = tokio::task::spawn_blocking(move || {
         train::load_training_data(bytes, &location, &manifest, &split)
     })
@@ -263,11 +264,22 @@ pub async fn run_train(
     feature_version: Option<&str>,
 ) -> Result<(TrainOutcome, TrainingData, String), PipelineError> {
     let imported = import::read_manifest(&ctx.store).await?;
+    if feature_version.is_none() {
+        validate::require_passed(&ctx.store, &ctx.schema, &imported.digest).await?;
+    }
     let manifest =
         feature_store::resolve_version(&ctx.store, feature_version, &imported.digest).await?;
+    if manifest.schema_digest != ctx.schema.digest {
+        return Err(PipelineError::Run {
+            location: ctx.store.uri(Area::FeatureStore, &manifest.version),
+            message: "the feature version was computed with another schema; run `sepsis \
+                      transform` again"
+                .into(),
+        });
+    }
     let work = async {
         let loading = Instant::now();
-        let mut data = load_data(ctx, &manifest).await?;
+        let mut data = load_data(ctx, &manifest, &ctx.config.split).await?;
         let train_rows = data.train.rows();
         tracing::info!(
             train_rows,
@@ -297,6 +309,7 @@ pub async fn run_train(
             data_digest: manifest.input_digest.clone(),
             schema_digest: manifest.schema_digest.clone(),
             params,
+            split: ctx.config.split.clone(),
             train_rows,
             train_patients: data.train_patients,
             validation_rows: data.validation.matrix.rows(),
@@ -394,7 +407,9 @@ pub async fn run_evaluate_stored(
         &sidecar.data_digest,
     )
     .await?;
-    let data = load_data(ctx, &manifest).await?;
+    // The run's own split, so evaluation never scores training patients even
+    // when the configured seed or fraction has changed since.
+    let data = load_data(ctx, &manifest, &sidecar.split).await?;
     let metrics = run_evaluate_trained(ctx, &run_id, data, model_text).await?;
     Ok((run_id, metrics))
 }

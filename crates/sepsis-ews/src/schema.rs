@@ -64,6 +64,9 @@ impl ColumnSpec {
     /// Returns whether `value` lies in the column's range and, if it has
     /// levels, is one of them.
     pub fn allows(&self, value: f64) -> bool {
+        if !value.is_finite() {
+            return false;
+        }
         if let Some([min, max]) = self.range {
             if value < min || value > max {
                 return false;
@@ -207,11 +210,18 @@ impl Schema {
             Some(_) => Ok(()),
         };
         expect_column("id_column", &file.id_column, &[DType::String])?;
-        expect_column(
-            "time_column",
-            &file.time_column,
-            &[DType::Float64, DType::Int64],
-        )?;
+        expect_column("time_column", &file.time_column, &[DType::Float64])?;
+        // The feature table puts these key columns before the features, so a
+        // feature may not take one of their names.
+        for column in &file.columns {
+            let key_name = ["hour", "label", "outcome"].contains(&column.name.as_str());
+            if key_name {
+                return Err(invalid(format!(
+                    "column {:?}: the name is reserved for the feature table's key columns",
+                    column.name
+                )));
+            }
+        }
         expect_column("label_column", &file.label_column, &[DType::Int64])?;
         if let Some(outcome) = &file.outcome_column {
             expect_column("outcome_column", outcome, &[DType::Int64])?;
@@ -307,6 +317,31 @@ mod tests {
             error.to_string().contains("\"HR\" is listed twice"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn reserved_feature_name_is_rejected() {
+        let text = DEFAULT_SCHEMA_YAML.replace("name: HR", "name: hour");
+        let error = Schema::parse(&text, "test").unwrap_err();
+        assert!(error.to_string().contains("reserved"), "{error}");
+    }
+
+    #[test]
+    fn integer_hour_column_is_rejected() {
+        let text = DEFAULT_SCHEMA_YAML.replace(
+            "  - name: ICULOS\n    dtype: float64",
+            "  - name: ICULOS\n    dtype: int64",
+        );
+        let error = Schema::parse(&text, "test").unwrap_err();
+        assert!(error.to_string().contains("time_column"), "{error}");
+    }
+
+    #[test]
+    fn allows_rejects_non_finite() {
+        let schema = Schema::embedded();
+        let hr = schema.column("HR").unwrap();
+        assert!(!hr.allows(f64::NAN));
+        assert!(!hr.allows(f64::INFINITY));
     }
 
     #[test]

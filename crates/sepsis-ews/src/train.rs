@@ -354,6 +354,8 @@ pub struct ModelSidecar {
     pub data_digest: String,
     pub schema_digest: String,
     pub params: serde_json::Value,
+    /// The split the model was trained with; evaluation reuses it.
+    pub split: SplitConfig,
     pub train_rows: usize,
     pub train_patients: usize,
     pub validation_rows: usize,

@@ -484,9 +484,9 @@ fn render_markdown(report: &ValidationReport) -> String {
         let _ = writeln!(md, "## Errors\n");
         let _ = writeln!(
             md,
-            "| check | column | rows | first lines | values | message |"
+            "| check | column | rows | first lines | input lines | values | message |"
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
         for e in &report.errors {
             let lines: Vec<String> = e.lines.iter().map(u64::to_string).collect();
             let _ = writeln!(
