@@ -102,7 +102,7 @@ pub async fn transform(
         return Ok((existing, true));
     }
 
-    let snapshot = ingest::read_snapshot(store, &imported.digest).await?;
+    let snapshot = ingest::read_snapshot(store, schema, &imported.digest).await?;
     let table = compute(store, schema, &imported.digest, snapshot, progress).await?;
     let manifest = store_version(store, schema, &imported.digest, table).await?;
     Ok((manifest, false))

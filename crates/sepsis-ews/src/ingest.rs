@@ -429,15 +429,32 @@ fn flush_batch(
     Ok(())
 }
 
-/// Loads the snapshot Parquet bytes of `data_digest`.
-pub async fn read_snapshot(store: &Store, data_digest: &str) -> Result<Bytes, IngestError> {
+/// Loads the snapshot Parquet bytes of `data_digest`, after checking that it
+/// was parsed with this schema: a snapshot of another schema has other
+/// columns, which the later steps would misread.
+pub async fn read_snapshot(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+) -> Result<Bytes, IngestError> {
+    let missing = |location: String| IngestError::Manifest {
+        location,
+        message: "no snapshot of the imported data; run `sepsis ingest` first".into(),
+    };
+    let manifest = read_snapshot_manifest(store, data_digest)
+        .await?
+        .ok_or_else(|| missing(store.uri(Area::ProcessedData, data_digest)))?;
+    if manifest.schema_digest != schema.digest {
+        return Err(IngestError::Manifest {
+            location: store.uri(Area::ProcessedData, data_digest),
+            message: "the snapshot was parsed with another schema; run `sepsis ingest` again"
+                .into(),
+        });
+    }
     let key = snapshot_key(data_digest, SNAPSHOT_FILE);
     match store.get(Area::ProcessedData, &key).await {
         Ok(bytes) => Ok(bytes),
-        Err(StorageError::NotFound { location }) => Err(IngestError::Manifest {
-            location,
-            message: "no snapshot of the imported data; run `sepsis ingest` first".into(),
-        }),
+        Err(StorageError::NotFound { location }) => Err(missing(location)),
         Err(error) => Err(error.into()),
     }
 }

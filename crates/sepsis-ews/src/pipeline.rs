@@ -182,7 +182,7 @@ pub async fn run_validate_and_transform(
     data_digest: &str,
 ) -> Result<(ValidationReport, FeatureManifest, bool), PipelineError> {
     let reusable = feature_store::find_reusable(&ctx.store, &ctx.schema, data_digest).await?;
-    let snapshot = ingest::read_snapshot(&ctx.store, data_digest).await?;
+    let snapshot = ingest::read_snapshot(&ctx.store, &ctx.schema, data_digest).await?;
 
     let validating =
         validate::validate_snapshot(&ctx.store, &ctx.schema, data_digest, snapshot.clone());

@@ -126,7 +126,7 @@ pub async fn validate(store: &Store, schema: &Schema) -> Result<ValidationReport
     let imported = crate::import::read_manifest(store)
         .await
         .map_err(IngestError::from)?;
-    let snapshot = ingest::read_snapshot(store, &imported.digest).await?;
+    let snapshot = ingest::read_snapshot(store, schema, &imported.digest).await?;
     validate_snapshot(store, schema, &imported.digest, snapshot).await
 }
 
