@@ -32,6 +32,17 @@ fn sepsis(dir: &Path, args: &[&str]) -> Output {
         .expect("the sepsis binary starts")
 }
 
+/// Runs `sepsis` in `dir` with only the given arguments and environment, so
+/// that no default store or log folder masks what the test checks.
+fn sepsis_plain(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the sepsis binary starts")
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -226,12 +237,11 @@ fn steps_out_of_order_fail_with_hint() {
 #[test]
 fn invalid_environment_override_names_key() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
-        .current_dir(dir.path())
-        .args(["validate"])
-        .env("SEPSIS__TRAINING__LEARNING_RATE", "fast")
-        .output()
-        .unwrap();
+    let output = sepsis_plain(
+        dir.path(),
+        &["validate"],
+        &[("SEPSIS__TRAINING__LEARNING_RATE", "fast")],
+    );
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("training.learning_rate"), "{message}");
@@ -257,17 +267,14 @@ fn invalid_flag_override_names_key() {
 #[test]
 fn set_flags_on_both_sides_all_apply() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
-        .current_dir(dir.path())
-        .args([
-            "--set",
-            "training.num_leaves=1",
-            "validate",
-            "--set",
-            "split.seed=3",
-        ])
-        .output()
-        .unwrap();
+    let args = [
+        "--set",
+        "training.num_leaves=1",
+        "validate",
+        "--set",
+        "split.seed=3",
+    ];
+    let output = sepsis_plain(dir.path(), &args, &[]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("training.num_leaves"),
@@ -279,11 +286,7 @@ fn set_flags_on_both_sides_all_apply() {
 #[test]
 fn invalid_store_uri_is_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
-        .current_dir(dir.path())
-        .args(["validate", "--store", "s3://"])
-        .output()
-        .unwrap();
+    let output = sepsis_plain(dir.path(), &["validate", "--store", "s3://"], &[]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("s3://"), "{}", stderr(&output));
 }
@@ -346,7 +349,7 @@ fn log_file_has_step_spans_without_patient_ids() {
 
 const HEADER: &str = "patient_id,HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";
 
-/// A valid long-format row for `patient` at `hour` with heart rate `hr`.
+/// Builds a valid long-format row for `patient` at `hour` with heart rate `hr`.
 fn row(patient: &str, hour: u32, hr: &str) -> String {
     let mut fields = vec![String::new(); 41];
     fields[0] = hr.to_string();

@@ -7,8 +7,8 @@
 //!   plus the challenge columns, one row per patient-hour;
 //! - a ready `sepsis-data.csv` that already has the label column.
 //!
-//! Values are copied as text (so `83.14` stays `83.14`), after a check that each
-//! one parses as its schema dtype; an empty field or `NaN` becomes an empty
+//! Values are copied as text, so `83.14` stays `83.14`, after a check that each
+//! one parses as its schema dtype. An empty field or `NaN` becomes an empty
 //! field, meaning missing. When the label is absent it is derived per patient:
 //! onset = hour of the first `SepsisLabel` = 1 plus 6 h, and `label_12h` = 1 for
 //! hours t ≥ onset − 12.
@@ -91,8 +91,8 @@ pub struct ImportManifest {
     /// File name of the input, without its folder.
     pub source: String,
     pub imported_at: String,
-    /// Where each line of the raw CSV came from, so that later errors can
-    /// name the input file and line the user knows.
+    /// The input file and line of each raw CSV line, so that later errors can
+    /// name a line the user can open.
     #[serde(default)]
     pub line_map: LineMap,
 }
@@ -356,8 +356,8 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-/// The longest line accepted: far above any real row, and a bound on memory
-/// when the input is not a CSV at all (a binary file, a gzip bomb).
+/// The maximum line length accepted. It is far above any real row, and it
+/// bounds memory when the input is not a CSV at all (a binary file, a gzip bomb).
 const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Fails a read once a line grows past [`MAX_LINE_BYTES`].
@@ -606,9 +606,9 @@ fn plan_columns(
     for name in &names {
         if schema.column(name).is_none() {
             // Cut a garbage header (a binary file) to keep the message readable.
-            let shown: String = name.chars().take(80).collect();
+            let truncated_name: String = name.chars().take(80).collect();
             return Err(header_error(
-                &shown,
+                &truncated_name,
                 "unknown column: it is not in the schema (config/schema.yaml)".into(),
             ));
         }

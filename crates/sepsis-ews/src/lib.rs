@@ -1,10 +1,10 @@
 //! sepsis-ews: a sepsis early-warning pipeline over object storage.
 //!
-//! Hourly ICU data is imported into `raw-data/`, parsed into a typed snapshot
-//! in `processed-data/`, validated against the column schema, turned into a
-//! versioned feature table in `feature-store/`, and used to train and evaluate
-//! a LightGBM model whose files go to `artifacts/`. See ARCHITECTURE.md for the
-//! code map and the invariants.
+//! Hourly ICU data is imported into `raw-data/` and parsed into a typed
+//! snapshot in `processed-data/`. The snapshot is validated against the column
+//! schema and turned into a versioned feature table in `feature-store/`, which
+//! trains and evaluates a LightGBM model whose files go to `artifacts/`.
+//! ARCHITECTURE.md gives the code map and the invariants.
 
 pub mod config;
 pub mod evaluate;

@@ -106,7 +106,7 @@ pub fn train(
         CString::new(parameter_string(params)).map_err(|_| invalid("NUL in parameters".into()))?;
 
     let mut dataset = std::ptr::null_mut();
-    // SAFETY: `values` holds rows × width float32 values in row-major order,
+    // SAFETY: `values` contains rows × width float32 values in row-major order,
     // as the dtype and layout arguments state; LightGBM copies what it needs.
     check("LGBM_DatasetCreateFromMat", unsafe {
         sys::LGBM_DatasetCreateFromMat(
@@ -180,7 +180,7 @@ fn set_field(dataset: &DatasetGuard, name: &str, values: &[f32]) -> Result<(), L
 fn save_model(booster: &BoosterGuard) -> Result<String, LightGbmError> {
     let importance = sys::C_API_FEATURE_IMPORTANCE_SPLIT as c_int;
     let mut length: i64 = 0;
-    // SAFETY: a zero-length buffer only asks for the required length.
+    // SAFETY: with a zero-length buffer LightGBM only reports the required length.
     check("LGBM_BoosterSaveModelToString", unsafe {
         sys::LGBM_BoosterSaveModelToString(
             booster.0,

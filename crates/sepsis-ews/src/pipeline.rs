@@ -175,7 +175,7 @@ pub async fn run_transform(ctx: &Context) -> Result<(FeatureManifest, bool), Pip
 
 /// Validates the snapshot and computes its features at the same time, on
 /// both cores. The features are stored only if the validation passed, so a
-/// failed validation still leaves nothing downstream; a stored version of the
+/// failed validation still leaves nothing downstream. A stored version of the
 /// same data is reused instead of computed.
 pub async fn run_validate_and_transform(
     ctx: &Context,

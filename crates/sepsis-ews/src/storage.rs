@@ -61,16 +61,6 @@ pub enum Area {
     ModelRegistry,
 }
 
-impl Area {
-    pub const ALL: [Area; 5] = [
-        Area::RawData,
-        Area::ProcessedData,
-        Area::FeatureStore,
-        Area::Artifacts,
-        Area::ModelRegistry,
-    ];
-}
-
 /// The backend kind of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -35,7 +35,7 @@ pub enum TableError {
     },
 }
 
-/// The Arrow schema of a snapshot: one nullable column per schema column.
+/// Builds the Arrow schema of a snapshot: one nullable column per schema column.
 pub fn snapshot_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .columns
@@ -107,17 +107,8 @@ pub fn read_batches(
     }))
 }
 
-/// Reads the row count from the Parquet footer without decoding any data.
-pub fn row_count(bytes: Bytes, location: &str) -> Result<u64, TableError> {
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|source| TableError::Decode {
-            location: location.to_string(),
-            source,
-        })?;
-    Ok(builder.metadata().file_metadata().num_rows() as u64)
-}
-
-/// Decodes only the named top-level columns, batch by batch.
+/// Decodes only the named top-level columns, batch by batch. The batches
+/// keep the file's column order, whatever the order of `names`.
 pub fn read_columns(
     bytes: Bytes,
     location: &str,

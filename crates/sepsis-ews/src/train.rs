@@ -16,13 +16,13 @@ use std::ops::Range;
 
 use crate::lightgbm;
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use arrow::datatypes::{Float32Type, Int64Type};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Histogram, Imbalance, SplitConfig, TrainingConfig};
-use crate::feature_store::{FeatureManifest, HOUR_COLUMN, ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN};
+use crate::feature_store::{FeatureManifest, ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN};
 use crate::table::{self, TableError};
 
 /// Rows by which the challenge outcome trails the 12-hour label: the label
@@ -111,8 +111,14 @@ pub fn load_training_data(
     let mut order = Vec::new();
     for batch in table::read_columns(features.clone(), location, &[ID_COLUMN, LABEL_COLUMN])? {
         let batch = batch?;
-        let ids = batch.column(0).as_string::<i32>();
-        let labels = batch.column(1).as_primitive::<Int64Type>();
+        let ids = batch
+            .column_by_name(ID_COLUMN)
+            .expect("the projection contains the id column")
+            .as_string::<i32>();
+        let labels = batch
+            .column_by_name(LABEL_COLUMN)
+            .expect("the projection contains the label column")
+            .as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             let positive = labels.value(row) == 1;
             match by_patient.get_mut(ids.value(row)) {
@@ -165,22 +171,23 @@ pub fn load_training_data(
         },
     };
     let mut last_validation_patient: Option<String> = None;
-    let mut columns: Vec<&str> = vec![ID_COLUMN, HOUR_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN];
+    let mut columns: Vec<&str> = vec![ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN];
     columns.extend(manifest.feature_names.iter().map(String::as_str));
     for batch in table::read_columns(features, location, &columns)? {
         let batch: RecordBatch = batch?;
-        let ids = batch.column(0).as_string::<i32>();
-        let _hours = batch.column(1).as_primitive::<Float64Type>();
-        let labels = batch.column(2).as_primitive::<Int64Type>();
-        let outcomes = batch.column(3).as_primitive::<Int64Type>();
-        let feature_columns: Vec<&[f32]> = (0..width)
-            .map(|i| {
-                batch
-                    .column(4 + i)
-                    .as_primitive::<Float32Type>()
-                    .values()
-                    .as_ref()
-            })
+        // Projected columns come back in file order, so look them up by name.
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("the projection contains every requested column")
+        };
+        let ids = column(ID_COLUMN).as_string::<i32>();
+        let labels = column(LABEL_COLUMN).as_primitive::<Int64Type>();
+        let outcomes = column(OUTCOME_COLUMN).as_primitive::<Int64Type>();
+        let feature_columns: Vec<&[f32]> = manifest
+            .feature_names
+            .iter()
+            .map(|name| column(name).as_primitive::<Float32Type>().values().as_ref())
             .collect();
 
         for row in 0..batch.num_rows() {
