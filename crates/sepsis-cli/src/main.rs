@@ -11,7 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sepsis_ews::config::{parse_override, Config, ConfigSources, LogFormat};
+use sepsis_ews::evaluate::Evaluation;
 use sepsis_ews::pipeline::{self, Context, PipelineOutcome};
+use sepsis_ews::policy::{number, percent};
+use sepsis_ews::scoring::{self, ScoringModel};
 
 /// Sepsis early-warning system: train and evaluate a 12-hour sepsis risk
 /// model on hourly ICU data.
@@ -74,11 +77,29 @@ enum Command {
         #[arg(long, value_name = "VERSION")]
         features: Option<String>,
     },
-    /// Evaluate a trained run on its validation patients.
+    /// Evaluate a model: a run on its own validation patients, or any labelled data file.
     Evaluate {
-        /// Run id [default: the newest run].
-        #[arg(long, value_name = "RUN_ID")]
+        /// Run id [default: the newest run]; ignored with --data.
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "data")]
         run: Option<String>,
+        /// A labelled data file or .psv folder to score, in any format `sepsis data import` reads.
+        #[arg(long, value_name = "PATH")]
+        data: Option<PathBuf>,
+        /// With --data: a model folder, a model.txt, or a run id in the store [default: the newest run].
+        #[arg(long, value_name = "PATH_OR_RUN")]
+        model: Option<String>,
+    },
+    /// Write batch predictions (patient_id, hour, probability, alert) as CSV.
+    Predict {
+        /// Data file or .psv folder, in any format `sepsis data import` reads; labels are optional.
+        #[arg(long, value_name = "PATH")]
+        data: PathBuf,
+        /// Output CSV file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// A model folder, a model.txt, or a run id in the store [default: the newest run].
+        #[arg(long, value_name = "PATH_OR_RUN")]
+        model: Option<String>,
     },
 }
 
@@ -250,25 +271,148 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             });
         }
         Command::Train { features } => {
-            let (outcome, _, _) = pipeline::run_train(&ctx, features.as_deref()).await?;
-            report(json, &outcome, || {
-                format!("trained run {}: {}", outcome.run_id, outcome.model_path)
+            let (outcome, metrics) = pipeline::run_train(&ctx, features.as_deref()).await?;
+            let value = serde_json::json!({
+                "run_id": outcome.run_id,
+                "model_path": outcome.model_path,
+                "sidecar": outcome.sidecar,
+                "metrics": metrics,
             });
-        }
-        Command::Evaluate { run } => {
-            let (run_id, metrics) = pipeline::run_evaluate_stored(&ctx, run.as_deref()).await?;
-            let value = serde_json::json!({ "run_id": run_id, "metrics": metrics });
             report(json, &value, || {
                 format!(
-                    "run {run_id}: AUROC {} AUPRC {} utility {}",
-                    show(metrics.auroc),
-                    show(metrics.auprc),
-                    show(metrics.utility)
+                    "trained run {}: {}\n{}",
+                    outcome.run_id,
+                    outcome.model_path,
+                    describe(&metrics.model)
+                )
+            });
+        }
+        Command::Evaluate {
+            run, data: None, ..
+        } => {
+            let (run_id, evaluation) = pipeline::run_evaluate_stored(&ctx, run.as_deref()).await?;
+            let value = serde_json::json!({ "run_id": run_id, "evaluation": evaluation });
+            report(json, &value, || {
+                format!("run {run_id}\n{}", describe(&evaluation))
+            });
+        }
+        Command::Evaluate {
+            data: Some(data),
+            model,
+            ..
+        } => {
+            let model = load_model(&ctx, model).await?;
+            let scored = scoring::score_file(&ctx.schema, &data, &model, true)
+                .await
+                .with_context(|| format!("scoring {} failed", data.display()))?;
+            let source = data.display().to_string();
+            let evaluation = scoring::evaluate_scored(&model, &scored, &source);
+            report(json, &evaluation, || {
+                format!(
+                    "model {} on {source}\n{}",
+                    evaluation.run_id,
+                    describe(&evaluation.evaluation)
+                )
+            });
+        }
+        Command::Predict { data, out, model } => {
+            let model = load_model(&ctx, model).await?;
+            let scored = scoring::score_file(&ctx.schema, &data, &model, false)
+                .await
+                .with_context(|| format!("scoring {} failed", data.display()))?;
+            write_predictions(&out, &scored)
+                .with_context(|| format!("writing {} failed", out.display()))?;
+            let alerts = scored.scores.alert.iter().filter(|a| **a).count();
+            let value = serde_json::json!({
+                "out": out.display().to_string(),
+                "rows": scored.patient_ids.len(),
+                "patients": scored.cohort.patients.len(),
+                "alert_hours": alerts,
+                "run_id": model.sidecar.run_id,
+                "threshold": model.card.policy.rule.threshold,
+                "hold_hours": model.card.policy.rule.hold_hours,
+            });
+            report(json, &value, || {
+                format!(
+                    "wrote {} predictions of {} patients ({alerts} alert hours) to {}",
+                    scored.patient_ids.len(),
+                    scored.cohort.patients.len(),
+                    out.display()
                 )
             });
         }
     }
     Ok(())
+}
+
+/// Loads the named model, or the store's newest run.
+async fn load_model(ctx: &Context, reference: Option<String>) -> anyhow::Result<ScoringModel> {
+    let reference = match reference {
+        Some(reference) => reference,
+        None => pipeline::newest_run(&ctx.store).await?,
+    };
+    Ok(ScoringModel::load(&ctx.store, &reference).await?)
+}
+
+/// Writes the predictions to a temporary file beside `out`, then renames it,
+/// so a failed run leaves no half-written file.
+fn write_predictions(out: &std::path::Path, scored: &scoring::ScoredData) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    let file = tempfile::NamedTempFile::new_in(folder)?;
+    let mut writer = std::io::BufWriter::new(file);
+    writeln!(writer, "patient_id,hour,probability,alert")?;
+    let scores = &scored.scores;
+    for (row, id) in scored.patient_ids.iter().enumerate() {
+        writeln!(
+            writer,
+            "{},{},{},{}",
+            csv_field(id),
+            scored.cohort.hours[row],
+            scores.probability[row],
+            u8::from(scores.alert[row])
+        )?;
+    }
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.persist(out)?;
+    Ok(())
+}
+
+/// Quotes a CSV field when it holds a comma, quote or line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The headline measures in a few lines.
+fn describe(e: &Evaluation) -> String {
+    format!(
+        "  per hour     AUROC {} (SepsisLabel {})  AUPRC {}  utility {}\n  \
+         per patient  {} of septic patients alerted in time, median warning {} h, {} of alerted \
+         patients septic\n  burden       {} alerts per patient-day at threshold {}; expected \
+         calibration error {}",
+        show(e.hourly.auroc),
+        show(e.hourly.auroc_sepsis_label),
+        show(e.hourly.auprc),
+        show(e.hourly.utility),
+        percent(e.patients.alerted_in_time_share),
+        number(e.patients.median_lead_hours, 1),
+        percent(e.patients.precision),
+        number(e.burden.alerts_per_patient_day, 3),
+        e.rule.threshold.map_or("none".to_string(), |t| format!(
+            "{t:.4} (held {} h)",
+            e.rule.hold_hours
+        )),
+        e.calibration
+            .as_ref()
+            .map_or("n/a".to_string(), |c| format!("{:.4}", c.ece)),
+    )
 }
 
 fn report<T: serde::Serialize>(json: bool, value: &T, summary: impl FnOnce() -> String) {
@@ -304,22 +448,21 @@ fn print_summary(outcome: &PipelineOutcome) {
     );
     println!("  features    version {}{reused}", outcome.feature_version);
     println!(
-        "  split       {} training / {} validation patients",
-        outcome.train_patients, outcome.validation_patients
+        "  patients    {} fit / {} calibration / {} validation",
+        outcome.fit_patients, outcome.calibration_patients, outcome.validation_patients
     );
     println!("  model       {}", outcome.model_path);
-    println!(
-        "  validation  AUROC {}  AUPRC {}  utility {}",
-        show(m.auroc),
-        show(m.auprc),
-        show(m.utility)
-    );
-    println!(
-        "  at p >= {}  precision {}  recall {}  F1 {}  specificity {}",
-        m.threshold,
-        show(m.precision),
-        show(m.recall),
-        show(m.f1),
-        show(m.specificity)
-    );
+    println!("  report      {}", outcome.report_path);
+    println!("  policy      {}", m.policy.statement);
+    println!("{}", describe(&m.model));
+    for baseline in &m.baselines {
+        let e = &baseline.evaluation;
+        println!(
+            "  baseline    {:<6} AUROC (SepsisLabel) {}  utility {}  {} alerts per patient-day",
+            baseline.name,
+            show(e.hourly.auroc_sepsis_label),
+            show(e.hourly.utility),
+            number(e.burden.alerts_per_patient_day, 3)
+        );
+    }
 }

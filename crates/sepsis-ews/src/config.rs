@@ -25,6 +25,9 @@ const DEFAULT_SCHEMA_PATH: &str = "config/schema.yaml";
 /// in `SEPSIS__TRAINING__LEARNING_RATE=0.1`.
 pub const ENV_PREFIX: &str = "SEPSIS__";
 
+/// The longest feature window or delta: one week.
+const MAX_WINDOW_HOURS: u32 = 168;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} could not be read")]
@@ -54,8 +57,9 @@ pub struct RawConfig {
     pub layout: LayoutConfig,
     pub data: DataConfig,
     pub split: SplitConfig,
+    pub features: FeatureConfig,
     pub training: TrainingConfig,
-    pub evaluation: EvaluationConfig,
+    pub alert: AlertConfig,
     pub logging: LoggingConfig,
 }
 
@@ -151,11 +155,31 @@ pub enum Histogram {
     ColWise,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The history features of each hourly measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvaluationConfig {
-    /// Probability at or above which an hour counts as an alert.
-    pub threshold: f64,
+pub struct FeatureConfig {
+    /// Rolling windows, in hours, for the mean, min, max and standard deviation.
+    pub windows_hours: Vec<u32>,
+    /// Hours back for the change of the last value.
+    pub delta_hours: u32,
+}
+
+/// The alert policy: the threshold is chosen on calibration patients held out
+/// of training, as the one with the best utility that keeps both promises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Most alerts per patient-day; an alert counts when it switches on.
+    pub max_alerts_per_patient_day: f64,
+    /// Least share of alerted patients who are septic.
+    pub min_patient_precision: f64,
+    /// Share of the training patients held out to calibrate the probabilities
+    /// and choose the threshold.
+    pub calibration_fraction: f64,
+    /// Hours an alert stays on after the last hour at or above the threshold;
+    /// the policy tries each and keeps the best.
+    pub hold_hours: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -182,8 +206,9 @@ pub struct Config {
     pub layout: LayoutConfig,
     pub data: DataConfig,
     pub split: SplitConfig,
+    pub features: FeatureConfig,
     pub training: TrainingConfig,
-    pub evaluation: EvaluationConfig,
+    pub alert: AlertConfig,
     pub logging: LoggingConfig,
 }
 
@@ -294,12 +319,60 @@ impl Config {
             fraction,
             "must be strictly between 0 and 1",
         )?;
-        let threshold = raw.evaluation.threshold;
+        let features = &raw.features;
         ensure(
-            (0.0..=1.0).contains(&threshold),
-            "evaluation.threshold",
-            threshold,
+            !features.windows_hours.is_empty(),
+            "features.windows_hours",
+            "[]",
+            "must list at least one window",
+        )?;
+        for window in &features.windows_hours {
+            ensure(
+                (1..=MAX_WINDOW_HOURS).contains(window),
+                "features.windows_hours",
+                window,
+                "each window must be between 1 and 168 hours",
+            )?;
+        }
+        let mut distinct = features.windows_hours.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        ensure(
+            distinct.len() == features.windows_hours.len(),
+            "features.windows_hours",
+            format!("{:?}", features.windows_hours),
+            "must not list a window twice",
+        )?;
+        ensure(
+            (1..=MAX_WINDOW_HOURS).contains(&features.delta_hours),
+            "features.delta_hours",
+            features.delta_hours,
+            "must be between 1 and 168 hours",
+        )?;
+        let alert = &raw.alert;
+        ensure(
+            alert.max_alerts_per_patient_day > 0.0 && alert.max_alerts_per_patient_day.is_finite(),
+            "alert.max_alerts_per_patient_day",
+            alert.max_alerts_per_patient_day,
+            "must be a positive number",
+        )?;
+        ensure(
+            (0.0..=1.0).contains(&alert.min_patient_precision),
+            "alert.min_patient_precision",
+            alert.min_patient_precision,
             "must be between 0 and 1",
+        )?;
+        ensure(
+            !alert.hold_hours.is_empty() && alert.hold_hours.iter().all(|h| *h <= 168),
+            "alert.hold_hours",
+            format!("{:?}", alert.hold_hours),
+            "must list at least one hold, each at most 168 hours",
+        )?;
+        ensure(
+            alert.calibration_fraction > 0.0 && alert.calibration_fraction < 1.0,
+            "alert.calibration_fraction",
+            alert.calibration_fraction,
+            "must be strictly between 0 and 1",
         )?;
         ensure(
             !raw.storage.uri.trim().is_empty(),
@@ -332,8 +405,9 @@ impl Config {
             layout: raw.layout,
             data: raw.data,
             split: raw.split,
+            features: raw.features,
             training: raw.training,
-            evaluation: raw.evaluation,
+            alert: raw.alert,
             logging: raw.logging,
         })
     }

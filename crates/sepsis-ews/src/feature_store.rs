@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::features::{FeatureError, FeatureSpec};
+use crate::features::{FeatureError, FeatureSpec, PatientBatches};
 use crate::ingest::{self, IngestError};
 use crate::progress::SharedProgress;
 use crate::schema::Schema;
@@ -91,6 +91,7 @@ fn feature_table_schema(spec: &FeatureSpec) -> SchemaRef {
 pub async fn transform(
     store: &Store,
     schema: &Schema,
+    spec: &FeatureSpec,
     progress: SharedProgress,
 ) -> Result<(FeatureManifest, bool), FeatureStoreError> {
     let imported = crate::import::read_manifest(store)
@@ -98,13 +99,13 @@ pub async fn transform(
         .map_err(IngestError::from)?;
     validate::require_passed(store, schema, &imported.digest).await?;
 
-    if let Some(existing) = find_reusable(store, schema, &imported.digest).await? {
+    if let Some(existing) = find_reusable(store, spec, &imported.digest).await? {
         return Ok((existing, true));
     }
 
     let snapshot = ingest::read_snapshot(store, schema, &imported.digest).await?;
-    let table = compute(store, schema, &imported.digest, snapshot, progress).await?;
-    let manifest = store_version(store, schema, &imported.digest, table).await?;
+    let table = compute(store, schema, spec, &imported.digest, snapshot, progress).await?;
+    let manifest = store_version(store, schema, spec, &imported.digest, table).await?;
     Ok((manifest, false))
 }
 
@@ -118,6 +119,7 @@ pub struct ComputedTable {
 pub async fn compute(
     store: &Store,
     schema: &Schema,
+    spec: &FeatureSpec,
     data_digest: &str,
     snapshot: Bytes,
     progress: SharedProgress,
@@ -126,7 +128,7 @@ pub async fn compute(
         Area::ProcessedData,
         &ingest::snapshot_key(data_digest, ingest::SNAPSHOT_FILE),
     );
-    let spec = FeatureSpec::from_schema(schema);
+    let spec = spec.clone();
     let schema = schema.clone();
     let compute_progress = progress.clone();
     let (parquet, rows) = tokio::task::spawn_blocking(move || {
@@ -149,10 +151,10 @@ pub async fn compute(
 pub async fn store_version(
     store: &Store,
     schema: &Schema,
+    spec: &FeatureSpec,
     data_digest: &str,
     table: ComputedTable,
 ) -> Result<FeatureManifest, FeatureStoreError> {
-    let spec = FeatureSpec::from_schema(schema);
     let ComputedTable { parquet, rows } = table;
     // The random suffix keeps two runs that transform in the same millisecond
     // apart, and every file is written create-only, so a clash fails loudly.
@@ -173,7 +175,7 @@ pub async fn store_version(
         features_digest: hex::encode(Sha256::digest(&parquet)),
         created_at: chrono::Utc::now().to_rfc3339(),
     };
-    let spec_json = serde_json::to_vec_pretty(&spec).expect("spec serialises");
+    let spec_json = serde_json::to_vec_pretty(spec).expect("spec serialises");
     store
         .put_if_absent(
             Area::FeatureStore,
@@ -211,7 +213,9 @@ fn compute_table(
     let mut rows = 0u64;
     progress.begin("transform", None);
 
-    for batch in table::read_batches(snapshot, location)? {
+    let batches =
+        table::read_batches(snapshot, location)?.map(|b| b.map_err(FeatureStoreError::from));
+    for batch in PatientBatches::new(batches, &schema.id_column) {
         let batch = batch?;
         let key_column = |name: &str| -> ArrayRef {
             batch
@@ -263,15 +267,15 @@ pub async fn list_versions(store: &Store) -> Result<Vec<FeatureManifest>, Featur
 /// set, and logs that it is reused.
 pub async fn find_reusable(
     store: &Store,
-    schema: &Schema,
+    spec: &FeatureSpec,
     input_digest: &str,
 ) -> Result<Option<FeatureManifest>, FeatureStoreError> {
-    let spec = FeatureSpec::from_schema(schema);
     let versions = list_versions(store).await?;
     let found = versions.into_iter().rev().find(|m| {
         m.input_digest == input_digest
             && m.schema_digest == spec.schema_digest
             && m.feature_set_version == spec.feature_set_version
+            && m.feature_names == spec.feature_names
             && m.transform_version == TRANSFORM_VERSION
     });
     if let Some(existing) = &found {

@@ -636,6 +636,9 @@ fn plan_columns(
             None if column.name == schema.label_column && outcome_present => {
                 FieldSource::DerivedLabel
             }
+            None if column.name == schema.label_column && column.may_be_absent => {
+                FieldSource::Missing
+            }
             None if column.name == schema.label_column => {
                 let outcome = schema.outcome_column.as_deref().unwrap_or("(none)");
                 return Err(header_error(
@@ -707,7 +710,9 @@ fn build_row(
         let text = if is_missing(text) { MISSING } else { text };
 
         if text.is_empty() {
-            let derived = matches!(field, FieldSource::DerivedLabel);
+            // A label the file does not have is derived per patient later:
+            // from the outcome, or 0 for data that is only scored.
+            let derived = matches!(field, FieldSource::DerivedLabel | FieldSource::Missing);
             let key_column = column.name == schema.id_column
                 || column.name == schema.time_column
                 || column.name == schema.label_column;
@@ -843,18 +848,10 @@ impl PatientBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LayoutConfig, StorageConfig};
     use crate::progress::silent;
 
     fn memory_store() -> Store {
-        Store::open(
-            &StorageConfig {
-                uri: "memory://".into(),
-                s3_virtual_hosted_style: false,
-            },
-            &LayoutConfig::default(),
-        )
-        .unwrap()
+        Store::in_memory()
     }
 
     const CHALLENGE_HEADER: &str = "HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";

@@ -6,6 +6,8 @@
 //! trains and evaluates a LightGBM model whose files go to `artifacts/`.
 //! ARCHITECTURE.md gives the code map and the invariants.
 
+pub mod assess;
+pub mod calibration;
 pub mod config;
 pub mod evaluate;
 pub mod feature_store;
@@ -16,10 +18,15 @@ pub mod lightgbm;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod policy;
 pub mod progress;
+pub mod report;
 pub mod schema;
+pub mod scoring;
 pub mod storage;
 pub mod table;
+#[cfg(test)]
+mod test_support;
 pub mod train;
 pub mod utility;
 pub mod validate;

@@ -15,21 +15,27 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::config::{Config, SplitConfig};
-use crate::evaluate::{self, Metrics};
+use crate::assess::{self, SubgroupResult};
+use crate::config::Config;
+use crate::evaluate::{Cohort, Evaluation};
 use crate::feature_store::{self, FeatureManifest, FeatureStoreError};
+use crate::features::FeatureSpec;
 use crate::import::{self, ImportError, ImportManifest};
 use crate::ingest::{self, IngestError, SnapshotManifest};
+use crate::policy::{AlertPolicy, BaselineResult, CardData, ModelCard};
 use crate::progress::SharedProgress;
+use crate::report;
 use crate::schema::{Schema, SchemaError};
+use crate::scoring::{self, ScoringError, ScoringModel};
 use crate::storage::{Area, StorageError, Store};
-use crate::train::{self, ModelSidecar, TrainError, TrainingData};
+use crate::train::{self, ModelSidecar, SplitPlan, TrainError, TrainingData};
 use crate::validate::{self, ValidateError, ValidationReport};
 
-pub const MODEL_FILE: &str = "model.txt";
-pub const SIDECAR_FILE: &str = "model.json";
+pub use crate::scoring::MODEL_FILE;
 pub const METRICS_FILE: &str = "metrics.json";
 pub const CONFIG_FILE: &str = "config.json";
+pub const REPORT_FILE: &str = "report.html";
+pub const CLOCK_MODEL_FILE: &str = "clock_model.txt";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -47,6 +53,8 @@ pub enum PipelineError {
     FeatureStore(#[from] FeatureStoreError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Scoring(#[from] ScoringError),
     #[error("{location}: {message}")]
     Run { location: String, message: String },
 }
@@ -74,6 +82,11 @@ impl Context {
             store,
             progress,
         })
+    }
+
+    /// The features that the configuration and schema define.
+    pub fn feature_spec(&self) -> FeatureSpec {
+        FeatureSpec::new(&self.schema, &self.config.features)
     }
 }
 
@@ -169,7 +182,8 @@ pub async fn run_validate(ctx: &Context) -> Result<ValidationReport, PipelineErr
 }
 
 pub async fn run_transform(ctx: &Context) -> Result<(FeatureManifest, bool), PipelineError> {
-    let work = feature_store::transform(&ctx.store, &ctx.schema, ctx.progress.clone());
+    let spec = ctx.feature_spec();
+    let work = feature_store::transform(&ctx.store, &ctx.schema, &spec, ctx.progress.clone());
     Ok(step("transform", |(m, _): &(FeatureManifest, bool)| m.rows, work).await?)
 }
 
@@ -181,7 +195,8 @@ pub async fn run_validate_and_transform(
     ctx: &Context,
     data_digest: &str,
 ) -> Result<(ValidationReport, FeatureManifest, bool), PipelineError> {
-    let reusable = feature_store::find_reusable(&ctx.store, &ctx.schema, data_digest).await?;
+    let spec = ctx.feature_spec();
+    let reusable = feature_store::find_reusable(&ctx.store, &spec, data_digest).await?;
     let snapshot = ingest::read_snapshot(&ctx.store, &ctx.schema, data_digest).await?;
 
     let validating =
@@ -194,6 +209,7 @@ pub async fn run_validate_and_transform(
         let table = feature_store::compute(
             &ctx.store,
             &ctx.schema,
+            &spec,
             data_digest,
             snapshot,
             ctx.progress.clone(),
@@ -209,7 +225,7 @@ pub async fn run_validate_and_transform(
     }
     let storing = async {
         let table = computed?.expect("computed unless reusable");
-        feature_store::store_version(&ctx.store, &ctx.schema, data_digest, table).await
+        feature_store::store_version(&ctx.store, &ctx.schema, &spec, data_digest, table).await
     };
     let manifest = step("transform", |m: &FeatureManifest| m.rows, storing).await?;
     Ok((report, manifest, false))
@@ -222,6 +238,23 @@ pub struct TrainOutcome {
     pub model_path: String,
     pub sidecar: ModelSidecar,
 }
+
+/// What a run measured, stored as `metrics.json` and printed by
+/// `sepsis pipeline --json` and `sepsis evaluate --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub run_id: String,
+    /// The model on the validation patients, at the policy's threshold.
+    pub model: Evaluation,
+    pub policy: AlertPolicy,
+    pub baselines: Vec<BaselineResult>,
+    pub subgroups: Vec<SubgroupResult>,
+    /// The features with the largest total split gain.
+    pub top_features: Vec<(String, f64)>,
+}
+
+/// Features listed in the importance table and chart.
+const TOP_FEATURES: usize = 20;
 
 /// Creates a run id: the UTC time, then four random hex digits against clashes.
 pub fn new_run_id() -> String {
@@ -236,11 +269,11 @@ fn run_key(run_id: &str, file: &str) -> String {
     format!("runs/{run_id}/{file}")
 }
 
-/// Loads the feature version and builds the matrices.
+/// Loads the feature version and builds the patient groups.
 async fn load_data(
     ctx: &Context,
     manifest: &FeatureManifest,
-    split: &SplitConfig,
+    plan: &SplitPlan,
 ) -> Result<TrainingData, PipelineError> {
     let bytes = feature_store::read_features(&ctx.store, manifest).await?;
     let location = ctx.store.uri(
@@ -248,173 +281,228 @@ async fn load_data(
         &format!("{}/{}", manifest.version, feature_store::FEATURES_FILE),
     );
     let manifest = manifest.clone();
-    let split = split.clone();
+    let plan = plan.clone();
     let data = tokio::task::spawn_blocking(move || {
-        train::load_training_data(bytes, &location, &manifest, &split)
+        train::load_training_data(bytes, &location, &manifest, &plan)
     })
     .await
     .expect("the loading thread does not panic")?;
     Ok(data)
 }
 
-/// Trains on a feature version (the newest of the imported data by default)
-/// and saves the model with its sidecar. Returns the data for evaluation.
+/// Trains on a feature version (the newest of the imported data by default),
+/// calibrates, chooses the alert threshold, measures the model and its
+/// baselines on the validation patients, and saves it all under
+/// `artifacts/runs/<run_id>/`.
 pub async fn run_train(
     ctx: &Context,
     feature_version: Option<&str>,
-) -> Result<(TrainOutcome, TrainingData, String), PipelineError> {
+) -> Result<(TrainOutcome, RunMetrics), PipelineError> {
     let imported = import::read_manifest(&ctx.store).await?;
     if feature_version.is_none() {
         validate::require_passed(&ctx.store, &ctx.schema, &imported.digest).await?;
     }
     let manifest =
         feature_store::resolve_version(&ctx.store, feature_version, &imported.digest).await?;
-    if manifest.schema_digest != ctx.schema.digest {
+    let spec = ctx.feature_spec();
+    if manifest.schema_digest != ctx.schema.digest || manifest.feature_names != spec.feature_names {
         return Err(PipelineError::Run {
             location: ctx.store.uri(Area::FeatureStore, &manifest.version),
-            message: "the feature version was computed with another schema; run `sepsis \
-                      transform` again"
+            message: "the feature version was computed with another schema or feature \
+                      configuration; run `sepsis transform` again"
                 .into(),
         });
     }
+    let plan = SplitPlan {
+        split: ctx.config.split.clone(),
+        calibration_fraction: ctx.config.alert.calibration_fraction,
+    };
     let work = async {
         let loading = Instant::now();
-        let mut data = load_data(ctx, &manifest, &ctx.config.split).await?;
-        let train_rows = data.train.rows();
+        let data = load_data(ctx, &manifest, &plan).await?;
+        let fit_patients = data.fit_patients;
+        let calibration_patients = data.calibration.patients.len();
+        let validation_patients = data.validation.patients.len();
+        let validation_rows = data.validation.rows();
         tracing::info!(
-            train_rows,
-            validation_rows = data.validation.matrix.rows(),
+            fit_rows = data.fit.rows(),
+            calibration_rows = data.calibration.rows(),
+            validation_rows,
             elapsed_ms = loading.elapsed().as_millis() as u64,
             "training data loaded"
         );
         ctx.progress.begin("train", None);
-        let train_matrix = std::mem::take(&mut data.train);
         let training = ctx.config.training.clone();
-        let names = manifest.feature_names.clone();
-        let trained = tokio::task::spawn_blocking(move || {
-            train::train_model(train_matrix, &training, &names)
+        let alert = ctx.config.alert.clone();
+        let fit_spec = spec.clone();
+        let fitted =
+            tokio::task::spawn_blocking(move || assess::fit(data, &fit_spec, &training, &alert))
+                .await
+                .expect("the training thread does not panic");
+        ctx.progress.end();
+        Ok::<_, PipelineError>((
+            fitted?,
+            fit_patients,
+            calibration_patients,
+            validation_patients,
+            validation_rows,
+        ))
+    };
+    let rows = |fitted: &(assess::Fitted, usize, usize, usize, usize)| fitted.0.fit_rows as u64;
+    let (fitted, fit_patients, calibration_patients, validation_patients, validation_rows) =
+        step("train", rows, work).await?;
+
+    let work = async {
+        let assess_spec = spec.clone();
+        let (fitted, assessed) = tokio::task::spawn_blocking(move || {
+            let assessed = assess::assess(&fitted, &assess_spec);
+            (fitted, assessed)
         })
         .await
-        .expect("the training thread does not panic");
-        ctx.progress.end();
-        let (model_text, params) = trained?;
+        .expect("the evaluation thread does not panic");
+        let assessed = assessed?;
 
         let run_id = new_run_id();
         let sidecar = ModelSidecar {
             run_id: run_id.clone(),
             format: "lightgbm-text".into(),
             feature_names: manifest.feature_names.clone(),
+            features: spec.clone(),
             feature_version: manifest.version.clone(),
             feature_set_version: manifest.feature_set_version.clone(),
             data_digest: manifest.input_digest.clone(),
             schema_digest: manifest.schema_digest.clone(),
-            params,
-            split: ctx.config.split.clone(),
-            train_rows,
-            train_patients: data.train_patients,
-            validation_rows: data.validation.matrix.rows(),
-            validation_patients: data.validation.patients.len(),
+            params: fitted.params.clone(),
+            split: plan.clone(),
+            fit_rows: fitted.fit_rows,
+            fit_patients,
+            calibration_rows: fitted.calibration_rows,
+            calibration_patients,
+            validation_rows,
+            validation_patients,
             created_at: chrono::Utc::now().to_rfc3339(),
         };
+        let card = ModelCard {
+            run_id: run_id.clone(),
+            created_at: sidecar.created_at.clone(),
+            intended_use: INTENDED_USE.into(),
+            data: CardData {
+                data_digest: sidecar.data_digest.clone(),
+                feature_version: sidecar.feature_version.clone(),
+                feature_set_version: sidecar.feature_set_version.clone(),
+                features: sidecar.feature_names.len(),
+                fit_patients,
+                calibration_patients,
+                validation_patients,
+            },
+            calibration: fitted.model.calibration.clone(),
+            policy: fitted.model.policy.clone(),
+            validation: assessed.validation.clone(),
+            baselines: assessed.baselines.clone(),
+            clock: Some(fitted.clock.clone()),
+            limitations: LIMITATIONS.iter().map(|l| l.to_string()).collect(),
+        };
+        let mut top_features = assess::gain_importance(&fitted.model_text, &sidecar.feature_names);
+        top_features.truncate(TOP_FEATURES);
+        let metrics = RunMetrics {
+            run_id: run_id.clone(),
+            model: assessed.validation.clone(),
+            policy: fitted.model.policy.clone(),
+            baselines: assessed.baselines.clone(),
+            subgroups: assessed.subgroups.clone(),
+            top_features,
+        };
+        let report = report::run_report(&metrics, &card, &assessed);
+
         let store = &ctx.store;
-        store
-            .put(
-                Area::Artifacts,
-                &run_key(&run_id, CONFIG_FILE),
-                to_json(&ctx.config),
-            )
-            .await?;
-        store
-            .put(
-                Area::Artifacts,
-                &run_key(&run_id, SIDECAR_FILE),
-                to_json(&sidecar),
-            )
-            .await?;
-        store
-            .put(
-                Area::Artifacts,
-                &run_key(&run_id, MODEL_FILE),
-                Bytes::from(model_text.clone()),
-            )
-            .await?;
+        let put = |file: &'static str, bytes: Bytes| {
+            let key = run_key(&run_id, file);
+            async move { store.put(Area::Artifacts, &key, bytes).await }
+        };
+        put(CONFIG_FILE, to_json(&ctx.config)).await?;
+        put(scoring::SIDECAR_FILE, to_json(&sidecar)).await?;
+        put(scoring::CARD_FILE, to_json(&card)).await?;
+        put(scoring::CARD_MARKDOWN_FILE, Bytes::from(card.to_markdown())).await?;
+        put(CLOCK_MODEL_FILE, Bytes::from(fitted.clock_text.clone())).await?;
+        put(METRICS_FILE, to_json(&metrics)).await?;
+        put(REPORT_FILE, Bytes::from(report)).await?;
+        // The model file last: a run folder with a model is complete.
+        put(MODEL_FILE, Bytes::from(fitted.model_text.clone())).await?;
         let outcome = TrainOutcome {
             model_path: store.uri(Area::Artifacts, &run_key(&run_id, MODEL_FILE)),
             run_id,
             sidecar,
         };
-        Ok::<_, PipelineError>((outcome, data, model_text))
+        Ok::<_, PipelineError>((outcome, metrics))
     };
-    let rows = |(o, _, _): &(TrainOutcome, TrainingData, String)| o.sidecar.train_rows as u64;
-    step("train", rows, work).await
+    let rows = |(_, m): &(TrainOutcome, RunMetrics)| m.model.hourly.rows as u64;
+    step("evaluate", rows, work).await
 }
 
-/// Scores the validation side and stores `metrics.json` with the run.
-pub async fn run_evaluate_trained(
-    ctx: &Context,
-    run_id: &str,
-    data: TrainingData,
-    model_text: String,
-) -> Result<Metrics, PipelineError> {
-    let threshold = ctx.config.evaluation.threshold;
-    let work = async {
-        let (metrics, _data) = tokio::task::spawn_blocking(move || {
-            let validation = &data.validation;
-            let probabilities = train::predict(&model_text, &validation.matrix);
-            let metrics = probabilities.map(|p| evaluate::evaluate(validation, &p, threshold));
-            (metrics, data)
-        })
-        .await
-        .expect("the evaluation thread does not panic");
-        let metrics = metrics?;
-        ctx.store
-            .put(
-                Area::Artifacts,
-                &run_key(run_id, METRICS_FILE),
-                to_json(&metrics),
-            )
-            .await?;
-        Ok::<_, PipelineError>(metrics)
-    };
-    step("evaluate", |m: &Metrics| m.rows as u64, work).await
-}
+const INTENDED_USE: &str = "Hourly screening of adult ICU patients for sepsis in the next 12 \
+    hours, as a prompt for clinical review. Not a diagnosis, and not for use on its own to \
+    start or withhold treatment.";
 
-/// Re-evaluates a stored run (the newest by default) on its validation side.
-pub async fn run_evaluate_stored(
+const LIMITATIONS: [&str; 4] = [
+    "Trained and measured on patients of one data source; performance at another hospital is \
+     unknown until measured there with `sepsis evaluate --data`.",
+    "The labels follow the PhysioNet 2019 Sepsis-3 definition, which is derived from charted \
+     data and misses or misdates some cases.",
+    "Mental status, lactate trends outside the record and treatments are not inputs, so the \
+     bedside scores are partial.",
+    "Patients who are septic at their first recorded hour cannot be warned in advance.",
+];
+
+/// Loads the patient groups of a trained run from its feature version. The
+/// run's own split is used, so evaluation never scores training patients
+/// even when the configured seed or fraction has changed since.
+pub async fn run_data(
     ctx: &Context,
-    run_id: Option<&str>,
-) -> Result<(String, Metrics), PipelineError> {
-    let run_id = match run_id {
-        Some(id) => id.to_string(),
-        None => newest_run(&ctx.store).await?,
-    };
-    let sidecar_key = run_key(&run_id, SIDECAR_FILE);
-    let sidecar_bytes = ctx.store.get(Area::Artifacts, &sidecar_key).await?;
-    let sidecar: ModelSidecar =
-        serde_json::from_slice(&sidecar_bytes).map_err(|e| PipelineError::Run {
-            location: ctx.store.uri(Area::Artifacts, &sidecar_key),
-            message: format!("invalid model sidecar: {e}"),
-        })?;
-    let model_key = run_key(&run_id, MODEL_FILE);
-    let model_bytes = ctx.store.get(Area::Artifacts, &model_key).await?;
-    let model_text = String::from_utf8(model_bytes.to_vec()).map_err(|_| PipelineError::Run {
-        location: ctx.store.uri(Area::Artifacts, &model_key),
-        message: "the model file is not UTF-8 text".into(),
-    })?;
+    sidecar: &ModelSidecar,
+) -> Result<TrainingData, PipelineError> {
     let manifest = feature_store::resolve_version(
         &ctx.store,
         Some(&sidecar.feature_version),
         &sidecar.data_digest,
     )
     .await?;
-    // The run's own split, so evaluation never scores training patients even
-    // when the configured seed or fraction has changed since.
-    let data = load_data(ctx, &manifest, &sidecar.split).await?;
-    let metrics = run_evaluate_trained(ctx, &run_id, data, model_text).await?;
-    Ok((run_id, metrics))
+    load_data(ctx, &manifest, &sidecar.split).await
 }
 
-async fn newest_run(store: &Store) -> Result<String, PipelineError> {
+/// Re-evaluates a stored run (the newest by default) on its validation patients.
+pub async fn run_evaluate_stored(
+    ctx: &Context,
+    run_id: Option<&str>,
+) -> Result<(String, Evaluation), PipelineError> {
+    let run_id = match run_id {
+        Some(id) => id.to_string(),
+        None => newest_run(&ctx.store).await?,
+    };
+    let model = ScoringModel::load(&ctx.store, &run_id).await?;
+    let sidecar = &model.sidecar;
+    let data = run_data(ctx, sidecar).await?;
+    let work = async {
+        let evaluation = tokio::task::spawn_blocking(move || {
+            let cohort = Cohort::of(&data.validation);
+            let raw = model.trees.predict(&data.validation.matrix)?;
+            let scores = model.finish(&raw, &cohort.hours, &cohort.patients);
+            Ok::<_, TrainError>(crate::evaluate::evaluate(
+                &cohort,
+                &scores.probability,
+                model.card.policy.rule,
+                true,
+            ))
+        })
+        .await
+        .expect("the evaluation thread does not panic")?;
+        Ok::<_, PipelineError>(evaluation)
+    };
+    let evaluation = step("evaluate", |e: &Evaluation| e.hourly.rows as u64, work).await?;
+    Ok((run_id, evaluation))
+}
+
+/// The id of the newest complete run.
+pub async fn newest_run(store: &Store) -> Result<String, PipelineError> {
     let objects = store.list(Area::Artifacts, "runs/").await?;
     objects
         .iter()
@@ -443,10 +531,12 @@ pub struct PipelineOutcome {
     pub feature_version: String,
     pub feature_reused: bool,
     pub model_path: String,
-    pub metrics: Metrics,
+    pub report_path: String,
+    pub metrics: RunMetrics,
     pub rows: u64,
     pub patients: u64,
-    pub train_patients: usize,
+    pub fit_patients: usize,
+    pub calibration_patients: usize,
     pub validation_patients: usize,
 }
 
@@ -454,9 +544,11 @@ pub struct PipelineOutcome {
 pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome, PipelineError> {
     let (imported, _) = run_import_and_ingest(ctx, input).await?;
     let (_, features, feature_reused) = run_validate_and_transform(ctx, &imported.digest).await?;
-    let (trained, data, model_text) = run_train(ctx, Some(&features.version)).await?;
-    let metrics = run_evaluate_trained(ctx, &trained.run_id, data, model_text).await?;
+    let (trained, metrics) = run_train(ctx, Some(&features.version)).await?;
     Ok(PipelineOutcome {
+        report_path: ctx
+            .store
+            .uri(Area::Artifacts, &run_key(&trained.run_id, REPORT_FILE)),
         run_id: trained.run_id,
         data_digest: imported.digest,
         feature_version: features.version,
@@ -465,7 +557,8 @@ pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome
         metrics,
         rows: imported.rows,
         patients: imported.patients,
-        train_patients: trained.sidecar.train_patients,
+        fit_patients: trained.sidecar.fit_patients,
+        calibration_patients: trained.sidecar.calibration_patients,
         validation_patients: trained.sidecar.validation_patients,
     })
 }

@@ -54,6 +54,10 @@ pub struct ColumnSpec {
     /// An input file may leave this column out; it is then missing in every row.
     #[serde(default)]
     pub may_be_absent: bool,
+    /// An hourly measurement: the features add its history (last value,
+    /// hours since measured, rolling statistics) instead of passing it through.
+    #[serde(default)]
+    pub series: bool,
     #[serde(default)]
     pub unit: Option<String>,
     #[serde(default)]
@@ -147,6 +151,10 @@ pub struct Schema {
     pub categoricals: Vec<CategoricalSpec>,
     /// SHA-256 of the schema text, recorded in manifests.
     pub digest: String,
+    /// Set for data that a model scores rather than trains on: validation
+    /// then does not ask for septic patients.
+    #[serde(skip)]
+    pub scoring: bool,
 }
 
 impl Schema {
@@ -192,6 +200,12 @@ impl Schema {
                     )));
                 }
             }
+            if column.series && (column.dtype != DType::Float64 || column.feature == Some(false)) {
+                return Err(invalid(format!(
+                    "column {:?}: series: true needs a float64 model input",
+                    column.name
+                )));
+            }
             if column.dtype == DType::String && (column.range.is_some() || column.levels.is_some())
             {
                 return Err(invalid(format!(
@@ -226,6 +240,12 @@ impl Schema {
         if let Some(outcome) = &file.outcome_column {
             expect_column("outcome_column", outcome, &[DType::Int64])?;
         }
+        if find(&file.time_column).is_some_and(|c| c.series) {
+            return Err(invalid(format!(
+                "time_column {:?} cannot be a series: it is the hour of the row",
+                file.time_column
+            )));
+        }
         for key in [&file.id_column, &file.time_column, &file.label_column] {
             if find(key).is_some_and(|c| !c.required) {
                 return Err(invalid(format!("column {key:?} must be required: true")));
@@ -256,7 +276,27 @@ impl Schema {
             columns: file.columns,
             categoricals: file.categoricals,
             digest: hex::encode(Sha256::digest(text.as_bytes())),
+            scoring: false,
         })
+    }
+
+    /// The schema of data to score: validation does not ask for septic
+    /// patients, and unless `labels_required`, the label and outcome columns
+    /// may be absent.
+    pub fn for_scoring(&self, labels_required: bool) -> Schema {
+        let mut schema = self.clone();
+        schema.scoring = true;
+        if !labels_required {
+            for column in &mut schema.columns {
+                let is_label = column.name == schema.label_column
+                    || schema.outcome_column.as_deref() == Some(column.name.as_str());
+                if is_label {
+                    column.required = false;
+                    column.may_be_absent = true;
+                }
+            }
+        }
+        schema
     }
 
     pub fn column(&self, name: &str) -> Option<&ColumnSpec> {

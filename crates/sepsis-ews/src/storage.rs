@@ -90,6 +90,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens an empty store in memory with the default layout, for scratch
+    /// work and tests.
+    pub fn in_memory() -> Store {
+        let config = StorageConfig {
+            uri: "memory://".into(),
+            s3_virtual_hosted_style: false,
+        };
+        Store::open(&config, &LayoutConfig::default()).expect("a memory store always opens")
+    }
+
     /// Opens the store that `config.uri` names.
     pub fn open(config: &StorageConfig, layout: &LayoutConfig) -> Result<Store, StorageError> {
         let uri = config.uri.trim();

@@ -16,13 +16,13 @@ use std::ops::Range;
 
 use crate::lightgbm;
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, Int64Type};
+use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Histogram, Imbalance, SplitConfig, TrainingConfig};
-use crate::feature_store::{FeatureManifest, ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN};
+use crate::feature_store::{FeatureManifest, HOUR_COLUMN, ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN};
 use crate::table::{self, TableError};
 
 /// Rows by which the challenge outcome trails the 12-hour label: the label
@@ -59,21 +59,105 @@ impl Matrix {
     }
 }
 
-/// The validation side, with what the evaluation needs beyond the matrix.
+/// The rows of a group of patients, with what evaluation needs beyond the
+/// matrix: each row's hour and challenge outcome, and each patient's rows.
 #[derive(Debug, Default, Clone)]
-pub struct ValidationSet {
+pub struct PatientSet {
     pub matrix: Matrix,
     /// The challenge outcome (`SepsisLabel`) of each row.
     pub outcome: Vec<bool>,
+    /// The hour of each row.
+    pub hours: Vec<f64>,
     /// Each patient's rows, in order.
     pub patients: Vec<Range<usize>>,
+    /// Each patient's id, in the same order.
+    pub patient_ids: Vec<String>,
 }
 
+impl PatientSet {
+    fn with_capacity(rows: usize, width: usize) -> PatientSet {
+        PatientSet {
+            matrix: Matrix {
+                values: Vec::with_capacity(rows * width),
+                labels: Vec::with_capacity(rows),
+                width,
+            },
+            outcome: Vec::with_capacity(rows),
+            hours: Vec::with_capacity(rows),
+            patients: Vec::new(),
+            patient_ids: Vec::new(),
+        }
+    }
+
+    /// Appends one row; `new_patient` starts the next patient's range.
+    pub fn push_row(
+        &mut self,
+        patient_id: &str,
+        new_patient: bool,
+        features: impl IntoIterator<Item = f32>,
+        label: f32,
+        outcome: Option<bool>,
+        hour: f64,
+    ) {
+        self.matrix.values.extend(features);
+        self.matrix.labels.push(label);
+        self.outcome.push(outcome.unwrap_or(false));
+        self.hours.push(hour);
+        let index = self.matrix.labels.len() - 1;
+        match self.patients.last_mut() {
+            Some(range) if !new_patient => range.end = index + 1,
+            _ => {
+                self.patients.push(index..index + 1);
+                self.patient_ids.push(patient_id.to_string());
+            }
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.matrix.rows()
+    }
+
+    /// Fills in the outcome of patients that have none, from their labels.
+    /// The outcome column is empty when the input was a ready file without
+    /// `SepsisLabel`.
+    pub fn finish_outcomes(&mut self) {
+        let no_outcome: Vec<bool> = self
+            .patients
+            .iter()
+            .map(|range| self.outcome[range.clone()].iter().all(|o| !o))
+            .collect();
+        derive_missing_outcomes(self, &no_outcome);
+    }
+
+    /// One feature's values, by its position in the matrix.
+    pub fn column(&self, index: usize) -> impl Iterator<Item = f32> + '_ {
+        self.matrix
+            .values
+            .iter()
+            .skip(index)
+            .step_by(self.matrix.width.max(1))
+            .copied()
+    }
+}
+
+/// The three groups of patients a run uses: the model is fitted on the first,
+/// its probabilities calibrated and its alert threshold chosen on the second,
+/// and everything is measured on the third, which nothing else has seen.
 #[derive(Debug, Default, Clone)]
 pub struct TrainingData {
-    pub train: Matrix,
-    pub train_patients: usize,
-    pub validation: ValidationSet,
+    pub fit: Matrix,
+    pub fit_patients: usize,
+    pub calibration: PatientSet,
+    pub validation: PatientSet,
+}
+
+/// How the patients are divided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitPlan {
+    /// Validation patients, drawn from all patients.
+    pub split: SplitConfig,
+    /// Calibration patients, drawn from the rest with the seed plus one.
+    pub calibration_fraction: f64,
 }
 
 /// Returns the validation patients of a seeded, stratified split.
@@ -98,12 +182,19 @@ pub fn split_patients(patients: &[(String, bool)], seed: u64, fraction: f64) -> 
     validation
 }
 
-/// Reads a feature table into training and validation matrices.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Fit,
+    Calibration,
+    Validation,
+}
+
+/// Reads a feature table into the fit, calibration and validation groups.
 pub fn load_training_data(
     features: Bytes,
     location: &str,
     manifest: &FeatureManifest,
-    split: &SplitConfig,
+    plan: &SplitPlan,
 ) -> Result<TrainingData, TrainError> {
     // First pass, over two columns only: each patient's row count and whether
     // the patient is septic.
@@ -140,38 +231,58 @@ pub fn load_training_data(
             (id, septic)
         })
         .collect();
+    let split = &plan.split;
     let validation_ids = split_patients(&patients, split.seed, split.fraction_checked());
-    let train_patients = patients.len() - validation_ids.len();
-    if train_patients == 0 || validation_ids.is_empty() {
+    let rest: Vec<(String, bool)> = patients
+        .iter()
+        .filter(|(id, _)| !validation_ids.contains(id))
+        .cloned()
+        .collect();
+    let calibration_ids = split_patients(
+        &rest,
+        split.seed.wrapping_add(1),
+        plan.calibration_fraction.clamp(f64::MIN_POSITIVE, 1.0),
+    );
+    let fit_patients = rest.len() - calibration_ids.len();
+    if fit_patients == 0 || validation_ids.is_empty() || calibration_ids.is_empty() {
         return Err(TrainError::Data {
             location: location.to_string(),
             message: format!(
-                "{} patient(s) cannot be split into non-empty training and validation sides",
+                "{} patient(s) cannot be split into non-empty fit, calibration and validation \
+                 groups",
                 patients.len()
             ),
         });
     }
-    let validation_rows: usize = validation_ids.iter().map(|id| by_patient[id].1).sum();
+    let side_of = |id: &str| {
+        if validation_ids.contains(id) {
+            Side::Validation
+        } else if calibration_ids.contains(id) {
+            Side::Calibration
+        } else {
+            Side::Fit
+        }
+    };
+    let rows_of = |ids: &HashSet<String>| -> usize { ids.iter().map(|id| by_patient[id].1).sum() };
+    let validation_rows = rows_of(&validation_ids);
+    let calibration_rows = rows_of(&calibration_ids);
     let total_rows: usize = by_patient.values().map(|(_, rows)| rows).sum();
     // Second pass: the matrices, allocated at their exact size up front, so
     // no doubling reallocation raises the peak memory.
     let width = manifest.feature_names.len();
-    let matrix = |rows: usize| Matrix {
-        values: Vec::with_capacity(rows * width),
-        labels: Vec::with_capacity(rows),
-        width,
-    };
+    let fit_rows = total_rows - validation_rows - calibration_rows;
     let mut data = TrainingData {
-        train: matrix(total_rows - validation_rows),
-        train_patients,
-        validation: ValidationSet {
-            matrix: matrix(validation_rows),
-            outcome: Vec::with_capacity(validation_rows),
-            patients: Vec::with_capacity(validation_ids.len()),
+        fit: Matrix {
+            values: Vec::with_capacity(fit_rows * width),
+            labels: Vec::with_capacity(fit_rows),
+            width,
         },
+        fit_patients,
+        calibration: PatientSet::with_capacity(calibration_rows, width),
+        validation: PatientSet::with_capacity(validation_rows, width),
     };
-    let mut last_validation_patient: Option<String> = None;
-    let mut columns: Vec<&str> = vec![ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN];
+    let mut last_patient: Option<String> = None;
+    let mut columns: Vec<&str> = vec![ID_COLUMN, HOUR_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN];
     columns.extend(manifest.feature_names.iter().map(String::as_str));
     for batch in table::read_columns(features, location, &columns)? {
         let batch: RecordBatch = batch?;
@@ -182,6 +293,7 @@ pub fn load_training_data(
                 .expect("the projection contains every requested column")
         };
         let ids = column(ID_COLUMN).as_string::<i32>();
+        let hours = column(HOUR_COLUMN).as_primitive::<Float64Type>();
         let labels = column(LABEL_COLUMN).as_primitive::<Int64Type>();
         let outcomes = column(OUTCOME_COLUMN).as_primitive::<Int64Type>();
         let feature_columns: Vec<&[f32]> = manifest
@@ -192,43 +304,28 @@ pub fn load_training_data(
 
         for row in 0..batch.num_rows() {
             let id = ids.value(row);
-            let is_validation = validation_ids.contains(id);
-            let matrix = if is_validation {
-                &mut data.validation.matrix
-            } else {
-                &mut data.train
-            };
-            matrix
-                .values
-                .extend(feature_columns.iter().map(|column| column[row]));
-            matrix.labels.push(labels.value(row) as f32);
-
-            if is_validation {
-                let index = data.validation.matrix.labels.len() - 1;
-                if last_validation_patient.as_deref() != Some(id) {
-                    data.validation.patients.push(index..index + 1);
-                    last_validation_patient = Some(id.to_string());
-                } else if let Some(range) = data.validation.patients.last_mut() {
-                    range.end = index + 1;
-                }
-                let outcome = (!outcomes.is_null(row)).then(|| outcomes.value(row) == 1);
-                data.validation.outcome.push(outcome.unwrap_or(false));
+            let new_patient = last_patient.as_deref() != Some(id);
+            if new_patient {
+                last_patient = Some(id.to_string());
             }
+            let values = feature_columns.iter().map(|column| column[row]);
+            let label = labels.value(row) as f32;
+            let set = match side_of(id) {
+                Side::Fit => {
+                    data.fit.values.extend(values);
+                    data.fit.labels.push(label);
+                    continue;
+                }
+                Side::Calibration => &mut data.calibration,
+                Side::Validation => &mut data.validation,
+            };
+            let outcome = (!outcomes.is_null(row)).then(|| outcomes.value(row) == 1);
+            set.push_row(id, new_patient, values, label, outcome, hours.value(row));
         }
     }
-    let no_outcome = outcomes_missing(&data.validation);
-    derive_missing_outcomes(&mut data.validation, &no_outcome);
+    data.calibration.finish_outcomes();
+    data.validation.finish_outcomes();
     Ok(data)
-}
-
-/// Flags the patients without any positive outcome. The outcome column is
-/// empty when the input was a ready file without `SepsisLabel`.
-fn outcomes_missing(validation: &ValidationSet) -> Vec<bool> {
-    validation
-        .patients
-        .iter()
-        .map(|range| validation.outcome[range.clone()].iter().all(|o| !o))
-        .collect()
 }
 
 /// For a patient without any positive outcome but with positive labels, the
@@ -236,15 +333,15 @@ fn outcomes_missing(validation: &ValidationSet) -> Vec<bool> {
 ///
 /// NOTE: this matches the challenge outcome only when the record does not
 /// start inside the 6 h between label and outcome onset.
-fn derive_missing_outcomes(validation: &mut ValidationSet, no_outcome: &[bool]) {
-    for (range, missing) in validation.patients.clone().iter().zip(no_outcome) {
+fn derive_missing_outcomes(set: &mut PatientSet, no_outcome: &[bool]) {
+    for (range, missing) in set.patients.clone().iter().zip(no_outcome) {
         if !missing {
             continue;
         }
-        let labels = &validation.matrix.labels[range.clone()];
+        let labels = &set.matrix.labels[range.clone()];
         if let Some(first) = labels.iter().position(|l| *l > 0.5) {
             for offset in (first + OUTCOME_LAG_ROWS)..labels.len() {
-                validation.outcome[range.start + offset] = true;
+                set.outcome[range.start + offset] = true;
             }
         }
     }
@@ -356,15 +453,19 @@ pub struct ModelSidecar {
     pub format: String,
     /// The model's input columns, in order.
     pub feature_names: Vec<String>,
+    /// The feature definitions, so scoring computes exactly these inputs.
+    pub features: crate::features::FeatureSpec,
     pub feature_version: String,
     pub feature_set_version: String,
     pub data_digest: String,
     pub schema_digest: String,
     pub params: serde_json::Value,
     /// The split the model was trained with; evaluation reuses it.
-    pub split: SplitConfig,
-    pub train_rows: usize,
-    pub train_patients: usize,
+    pub split: SplitPlan,
+    pub fit_rows: usize,
+    pub fit_patients: usize,
+    pub calibration_rows: usize,
+    pub calibration_patients: usize,
     pub validation_rows: usize,
     pub validation_patients: usize,
     pub created_at: String,
@@ -440,14 +541,16 @@ mod tests {
 
     #[test]
     fn derived_outcome_trails_label_by_six_rows() {
-        let mut validation = ValidationSet {
+        let mut validation = PatientSet {
             matrix: Matrix {
                 values: vec![0.0; 10],
                 labels: [0, 0, 1, 1, 1, 1, 1, 1, 1, 1].map(|l| l as f32).to_vec(),
                 width: 1,
             },
             outcome: vec![false; 10],
+            hours: (1..=10).map(f64::from).collect(),
             patients: std::iter::once(0..10).collect(),
+            patient_ids: vec!["p1".into()],
         };
         derive_missing_outcomes(&mut validation, &[true]);
         let expected: Vec<bool> = (0..10).map(|i| i >= 8).collect();

@@ -432,7 +432,8 @@ fn check_snapshot(
 
     // Training and validation each need a patient with a positive label, and
     // the training side needs negative rows.
-    if rows > 0 && (positive_patients < MIN_POSITIVE_PATIENTS || positive_rows == rows) {
+    let unbalanced = positive_patients < MIN_POSITIVE_PATIENTS || positive_rows == rows;
+    if rows > 0 && !schema.scoring && unbalanced {
         errors.push(Finding {
             check: "label".into(),
             column: Some(schema.label_column.clone()),

@@ -12,6 +12,7 @@ use sepsis_ews::config::{Config, ConfigSources};
 use sepsis_ews::model::TreeModel;
 use sepsis_ews::pipeline::{self, Context};
 use sepsis_ews::progress::silent;
+use sepsis_ews::scoring::{self, ScoringModel};
 use sepsis_ews::storage::Area;
 
 fn repo_path(relative: &str) -> PathBuf {
@@ -45,9 +46,10 @@ async fn model_predicts_identically_everywhere() {
     pipeline::run_ingest(&ctx).await.unwrap();
     pipeline::run_validate(&ctx).await.unwrap();
     let (features, _) = pipeline::run_transform(&ctx).await.unwrap();
-    let (trained, data, _) = pipeline::run_train(&ctx, Some(&features.version))
+    let (trained, _) = pipeline::run_train(&ctx, Some(&features.version))
         .await
         .unwrap();
+    let data = pipeline::run_data(&ctx, &trained.sidecar).await.unwrap();
 
     // Reload the stored text model, as a user of the artifacts would.
     let model_key = format!("runs/{}/model.txt", trained.run_id);
@@ -78,6 +80,40 @@ async fn model_predicts_identically_everywhere() {
     );
     assert!(probabilities.iter().any(|p| *p > 0.5));
     assert!(validation.values.iter().any(|v| v.is_nan()));
+
+    // Scoring the raw file computes the features with the same code as the
+    // feature table: every validation hour gets the same probability.
+    let scoring_model = ScoringModel::load(&ctx.store, &trained.run_id)
+        .await
+        .unwrap();
+    let scored = scoring::score_file(&ctx.schema, &sample, &scoring_model, true)
+        .await
+        .unwrap();
+    let from_table = scoring_model
+        .finish(&own, &data.validation.hours, &data.validation.patients)
+        .probability;
+    let mut compared = 0;
+    for (patient, range) in data
+        .validation
+        .patient_ids
+        .iter()
+        .zip(&data.validation.patients)
+    {
+        let start = scored
+            .patient_ids
+            .iter()
+            .position(|id| id == patient)
+            .unwrap();
+        for (offset, row) in range.clone().enumerate() {
+            assert_eq!(
+                scored.scores.probability[start + offset].to_bits(),
+                from_table[row].to_bits(),
+                "hour {offset} of a validation patient"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, validation.rows());
 
     let matrix_path = dir.path().join("matrix.csv");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&matrix_path).unwrap());

@@ -1,0 +1,370 @@
+//! Fitting, calibrating and judging a model on the three patient groups of a
+//! run, with its baselines beside it:
+//!
+//! 1. the booster is fitted on the fit patients;
+//! 2. an isotonic map, fitted on the calibration patients, makes its output
+//!    a probability, and the alert threshold is chosen there too;
+//! 3. the validation patients, which neither step saw, measure the model,
+//!    the bedside-score baselines and a "clock" model whose only inputs are
+//!    the time in the ICU and the time since hospital admission.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::IsotonicMap;
+use crate::config::{AlertConfig, TrainingConfig};
+use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation};
+use crate::features::{FeatureSpec, HOURS_SINCE_ADMISSION};
+use crate::model::TreeModel;
+use crate::policy::{choose_threshold, AlertPolicy, BaselineResult};
+use crate::train::{self, Matrix, PatientSet, TrainError, TrainingData};
+
+/// The bedside scores used as baselines, with the alert threshold each is
+/// used at in practice.
+pub const SCORE_BASELINES: [(&str, f64, &str); 3] = [
+    (
+        "sirs",
+        2.0,
+        "SIRS ≥ 2: two or more systemic inflammatory response criteria",
+    ),
+    (
+        "qsofa",
+        2.0,
+        "qSOFA ≥ 2 (respiration and systolic pressure; mental status is not recorded)",
+    ),
+    (
+        "news2",
+        5.0,
+        "NEWS2 ≥ 5 (without consciousness), the usual urgent-review trigger",
+    ),
+];
+
+/// A booster with its calibration and alert policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibratedModel {
+    pub calibration: IsotonicMap,
+    pub policy: AlertPolicy,
+}
+
+/// The "clock" baseline, stored beside the model so that other data can be
+/// scored against it too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClockBaseline {
+    /// Its input features, a subset of the model's.
+    pub feature_names: Vec<String>,
+    pub calibration: IsotonicMap,
+    pub policy: AlertPolicy,
+}
+
+/// One row of the subgroup table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubgroupResult {
+    /// `ICU unit` or `age band`.
+    pub group: String,
+    pub level: String,
+    pub evaluation: Evaluation,
+}
+
+/// Each patient's ICU unit and age, for the subgroup table.
+#[derive(Debug, Default, Clone)]
+pub struct PatientGroups {
+    pub unit: Vec<String>,
+    pub age: Vec<f64>,
+}
+
+impl PatientGroups {
+    /// Reads the unit one-hot and the age from each patient's first row.
+    pub fn of(set: &PatientSet, spec: &FeatureSpec) -> PatientGroups {
+        let index = |name: &str| spec.feature_names.iter().position(|n| n == name);
+        let width = set.matrix.width;
+        let value = |row: usize, column: usize| set.matrix.values[row * width + column];
+        let units: Vec<(String, usize)> = spec
+            .categoricals
+            .iter()
+            .filter(|c| c.name == "unit")
+            .flat_map(|c| c.output_names())
+            .filter_map(|name| Some((name.clone(), index(&name)?)))
+            .collect();
+        let age = index("Age");
+        let mut groups = PatientGroups::default();
+        for range in &set.patients {
+            let unit = units
+                .iter()
+                .find(|(_, column)| value(range.start, *column) == 1.0)
+                .map_or("unknown", |(name, _)| name.trim_start_matches("unit_"));
+            groups.unit.push(unit.to_string());
+            groups
+                .age
+                .push(age.map_or(f64::NAN, |column| f64::from(value(range.start, column))));
+        }
+        groups
+    }
+}
+
+/// The age bands of the subgroup table.
+pub fn age_band(age: f64) -> &'static str {
+    match age {
+        a if a < 45.0 => "under 45",
+        a if a < 65.0 => "45 to 64",
+        a if a < 80.0 => "65 to 79",
+        a if a >= 80.0 => "80 and over",
+        _ => "unknown",
+    }
+}
+
+/// Measures the scores in each ICU unit and each age band.
+pub fn subgroups(
+    cohort: &Cohort,
+    probabilities: &[f64],
+    rule: AlertRule,
+    groups: &PatientGroups,
+) -> Vec<SubgroupResult> {
+    let mut results = Vec::new();
+    let mut units: Vec<&String> = groups.unit.iter().collect();
+    units.sort();
+    units.dedup();
+    for unit in units {
+        let (sub, scores) = cohort.select(probabilities, |p| &groups.unit[p] == unit);
+        results.push(SubgroupResult {
+            group: "ICU unit".into(),
+            level: unit.clone(),
+            evaluation: evaluate(&sub, &scores, rule, true),
+        });
+    }
+    for band in ["under 45", "45 to 64", "65 to 79", "80 and over", "unknown"] {
+        let (sub, scores) = cohort.select(probabilities, |p| age_band(groups.age[p]) == band);
+        if sub.patients.is_empty() {
+            continue;
+        }
+        results.push(SubgroupResult {
+            group: "age band".into(),
+            level: band.into(),
+            evaluation: evaluate(&sub, &scores, rule, true),
+        });
+    }
+    results
+}
+
+/// Calibrates raw output on the calibration patients and chooses the threshold.
+pub fn calibrate(cohort: &Cohort, raw: &[f64], alert: &AlertConfig) -> CalibratedModel {
+    let calibration = IsotonicMap::fit(raw, &cohort.labels);
+    let probabilities: Vec<f64> = raw.iter().map(|r| calibration.apply(*r)).collect();
+    let policy = choose_threshold(cohort, &probabilities, alert);
+    CalibratedModel {
+        calibration,
+        policy,
+    }
+}
+
+/// The columns of a matrix named in `wanted`, in that order.
+pub fn select_columns(matrix: &Matrix, names: &[String], wanted: &[String]) -> Matrix {
+    let indices: Vec<usize> = wanted
+        .iter()
+        .map(|w| {
+            names
+                .iter()
+                .position(|n| n == w)
+                .expect("wanted columns exist")
+        })
+        .collect();
+    let mut values = Vec::with_capacity(matrix.rows() * indices.len());
+    for row in matrix.values.chunks_exact(matrix.width.max(1)) {
+        values.extend(indices.iter().map(|i| row[*i]));
+    }
+    Matrix {
+        values,
+        labels: matrix.labels.clone(),
+        width: indices.len(),
+    }
+}
+
+/// The clock baseline's inputs: the hour of the stay and, when the data has
+/// it, the hours since hospital admission.
+pub fn clock_features(spec: &FeatureSpec) -> Vec<String> {
+    let mut names = vec![spec.time_column.clone()];
+    if spec.hours_since_admission {
+        names.push(HOURS_SINCE_ADMISSION.to_string());
+    }
+    names
+}
+
+/// The fitted and calibrated models, with the validation patients that
+/// will measure them.
+pub struct Fitted {
+    pub model_text: String,
+    pub params: serde_json::Value,
+    pub model: CalibratedModel,
+    pub clock_text: String,
+    pub clock: ClockBaseline,
+    pub validation: PatientSet,
+    pub fit_rows: usize,
+    pub calibration_rows: usize,
+}
+
+/// What the validation patients measured.
+pub struct Assessment {
+    pub validation: Evaluation,
+    pub validation_probabilities: Vec<f64>,
+    pub validation_cohort: Cohort,
+    pub baselines: Vec<BaselineResult>,
+    pub subgroups: Vec<SubgroupResult>,
+}
+
+/// Fits the model and the clock baseline on the fit patients, then
+/// calibrates both and chooses their thresholds on the calibration patients.
+pub fn fit(
+    data: TrainingData,
+    spec: &FeatureSpec,
+    training: &TrainingConfig,
+    alert: &AlertConfig,
+) -> Result<Fitted, TrainError> {
+    let TrainingData {
+        fit,
+        calibration,
+        validation,
+        ..
+    } = data;
+    let names = &spec.feature_names;
+    let clock_names = clock_features(spec);
+    let fit_rows = fit.rows();
+    let clock_fit = select_columns(&fit, names, &clock_names);
+    let (model_text, params) = train::train_model(fit, training, names)?;
+    let (clock_text, _) = train::train_model(clock_fit, training, &clock_names)?;
+    let trees = TreeModel::parse(&model_text)?;
+    let clock_trees = TreeModel::parse(&clock_text)?;
+
+    let cohort = Cohort::of(&calibration);
+    let model = calibrate(&cohort, &trees.predict(&calibration.matrix)?, alert);
+    let clock_matrix = select_columns(&calibration.matrix, names, &clock_names);
+    let clock = calibrate(&cohort, &clock_trees.predict(&clock_matrix)?, alert);
+    Ok(Fitted {
+        model_text,
+        params,
+        model,
+        clock_text,
+        clock: ClockBaseline {
+            feature_names: clock_names,
+            calibration: clock.calibration,
+            policy: clock.policy,
+        },
+        validation,
+        fit_rows,
+        calibration_rows: calibration.rows(),
+    })
+}
+
+/// Measures the model, its baselines and its subgroups on the validation
+/// patients.
+pub fn assess(fitted: &Fitted, spec: &FeatureSpec) -> Result<Assessment, TrainError> {
+    let names = &spec.feature_names;
+    let validation = &fitted.validation;
+    let trees = TreeModel::parse(&fitted.model_text)?;
+    let clock_trees = TreeModel::parse(&fitted.clock_text)?;
+    let cohort = Cohort::of(validation);
+    let calibration = &fitted.model.calibration;
+    let rule = fitted.model.policy.rule;
+    let probabilities: Vec<f64> = trees
+        .predict(&validation.matrix)?
+        .into_iter()
+        .map(|r| calibration.apply(r))
+        .collect();
+    let evaluation = evaluate(&cohort, &probabilities, rule, true);
+
+    let clock = &fitted.clock;
+    let clock_matrix = select_columns(&validation.matrix, names, &clock.feature_names);
+    let clock_probabilities: Vec<f64> = clock_trees
+        .predict(&clock_matrix)?
+        .into_iter()
+        .map(|r| clock.calibration.apply(r))
+        .collect();
+    let mut baselines = vec![BaselineResult {
+        name: "clock".into(),
+        description: format!(
+            "LightGBM on {} only, calibrated and thresholded like the model",
+            clock.feature_names.join(" and ")
+        ),
+        evaluation: evaluate(&cohort, &clock_probabilities, clock.policy.rule, true),
+    }];
+    baselines.extend(score_baselines(validation, names, &cohort));
+
+    let groups = PatientGroups::of(validation, spec);
+    let subgroups = subgroups(&cohort, &probabilities, rule, &groups);
+    Ok(Assessment {
+        validation: evaluation,
+        validation_probabilities: probabilities,
+        validation_cohort: cohort,
+        baselines,
+        subgroups,
+    })
+}
+
+/// The bedside scores of a set, each alerting at its usual threshold.
+pub fn score_baselines(set: &PatientSet, names: &[String], cohort: &Cohort) -> Vec<BaselineResult> {
+    SCORE_BASELINES
+        .iter()
+        .filter_map(|(name, threshold, description)| {
+            let index = names.iter().position(|n| n == name)?;
+            let scores: Vec<f64> = set.column(index).map(f64::from).collect();
+            Some(BaselineResult {
+                name: (*name).into(),
+                description: (*description).into(),
+                evaluation: evaluate(cohort, &scores, AlertRule::at(*threshold), false),
+            })
+        })
+        .collect()
+}
+
+/// Total split gain of each feature in a LightGBM text model, largest first.
+pub fn gain_importance(model_text: &str, names: &[String]) -> Vec<(String, f64)> {
+    let mut gains = vec![0.0; names.len()];
+    let mut features: Vec<usize> = Vec::new();
+    for line in model_text.lines() {
+        if let Some(list) = line.strip_prefix("split_feature=") {
+            features = list.split(' ').filter_map(|f| f.parse().ok()).collect();
+        } else if let Some(list) = line.strip_prefix("split_gain=") {
+            for (feature, gain) in features.iter().zip(list.split(' ')) {
+                if let (Some(total), Ok(gain)) = (gains.get_mut(*feature), gain.parse::<f64>()) {
+                    *total += gain;
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(String, f64)> = names.iter().cloned().zip(gains).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gain_importance_sums_split_gains() {
+        let text = "Tree=0\nsplit_feature=1 0 1\nsplit_gain=2.5 1 0.5\n\nTree=1\nsplit_feature=0\nsplit_gain=4\n";
+        let names = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            gain_importance(text, &names),
+            [("a".to_string(), 5.0), ("b".to_string(), 3.0)]
+        );
+    }
+
+    #[test]
+    fn age_bands_cover_every_age() {
+        assert_eq!(age_band(30.0), "under 45");
+        assert_eq!(age_band(65.0), "65 to 79");
+        assert_eq!(age_band(100.0), "80 and over");
+        assert_eq!(age_band(f64::NAN), "unknown");
+    }
+
+    #[test]
+    fn select_columns_keeps_order_and_labels() {
+        let matrix = Matrix {
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            labels: vec![0.0, 1.0],
+            width: 3,
+        };
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let picked = select_columns(&matrix, &names, &["c".to_string(), "a".to_string()]);
+        assert_eq!(picked.values, [3.0, 1.0, 6.0, 4.0]);
+        assert_eq!(picked.labels, [0.0, 1.0]);
+    }
+}

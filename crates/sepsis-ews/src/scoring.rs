@@ -1,0 +1,457 @@
+//! Scoring hourly data with a trained model: `sepsis predict`, `sepsis
+//! evaluate --data`, and the service.
+//!
+//! A model is a folder with `model.txt` (LightGBM's text format),
+//! `model.json` (the feature definitions it was trained on) and
+//! `model_card.json` (the calibration map and the alert threshold). Scoring
+//! computes the features with [`FeatureSpec::compute`], the same code as
+//! training, runs the trees with the crate's own evaluator, calibrates, and
+//! alerts at the card's threshold.
+
+use std::ops::Range;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use bytes::Bytes;
+
+use crate::evaluate::Cohort;
+use crate::features::{FeatureError, FeatureSpec, PatientBatches};
+use crate::import::ImportError;
+use crate::ingest::IngestError;
+use crate::model::{ModelError, TreeModel};
+use crate::policy::ModelCard;
+use crate::schema::Schema;
+use crate::storage::{Area, StorageError, Store};
+use crate::table::{self, TableError};
+use crate::train::ModelSidecar;
+use crate::validate::ValidateError;
+
+pub const MODEL_FILE: &str = "model.txt";
+pub const SIDECAR_FILE: &str = "model.json";
+pub const CARD_FILE: &str = "model_card.json";
+pub const CARD_MARKDOWN_FILE: &str = "model_card.md";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    #[error("{location}: {message}")]
+    Model { location: String, message: String },
+    #[error(
+        "model {reference:?} not found: it is neither a model folder or file nor a run in {runs}"
+    )]
+    ModelNotFound { reference: String, runs: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error("the data failed validation with {count} error(s); first: {first}")]
+    Invalid { count: usize, first: String },
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("computing features failed: {0}")]
+    Features(#[from] FeatureError),
+}
+
+/// A model ready to score.
+#[derive(Debug, Clone)]
+pub struct ScoringModel {
+    pub trees: TreeModel,
+    pub sidecar: ModelSidecar,
+    pub card: ModelCard,
+    /// The location the model was read from.
+    pub location: String,
+}
+
+/// The scores of a batch of rows.
+#[derive(Debug, Default, Clone)]
+pub struct Scores {
+    pub probability: Vec<f64>,
+    pub alert: Vec<bool>,
+}
+
+/// Scores with the features they came from, for evaluation.
+pub struct ScoredBatch {
+    pub scores: Scores,
+    pub features: Vec<arrow::array::ArrayRef>,
+}
+
+impl ScoringModel {
+    /// Loads a model from a folder or a `model.txt` on the local disk, or
+    /// from the run with that id in the store's `artifacts/runs/`.
+    pub async fn load(store: &Store, reference: &str) -> Result<ScoringModel, ScoringError> {
+        let path = Path::new(reference);
+        if path.exists() {
+            let folder = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(Path::new("."))
+            };
+            let model_path = if path.is_dir() {
+                folder.join(MODEL_FILE)
+            } else {
+                path.to_path_buf()
+            };
+            let read = |file: &Path| {
+                std::fs::read(file)
+                    .map(Bytes::from)
+                    .map_err(|e| ScoringError::Model {
+                        location: file.display().to_string(),
+                        message: format!("cannot read the model file: {e}"),
+                    })
+            };
+            return ScoringModel::from_parts(
+                model_path.display().to_string(),
+                read(&model_path)?,
+                (
+                    folder.join(SIDECAR_FILE).display().to_string(),
+                    read(&folder.join(SIDECAR_FILE))?,
+                ),
+                (
+                    folder.join(CARD_FILE).display().to_string(),
+                    read(&folder.join(CARD_FILE))?,
+                ),
+            );
+        }
+        let valid_id = !reference.is_empty()
+            && reference
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !reference.starts_with('.');
+        let key = |file: &str| format!("runs/{reference}/{file}");
+        if !valid_id || !store.exists(Area::Artifacts, &key(MODEL_FILE)).await? {
+            return Err(ScoringError::ModelNotFound {
+                reference: reference.to_string(),
+                runs: store.uri(Area::Artifacts, "runs/"),
+            });
+        }
+        let get = |file: &'static str| {
+            let key = key(file);
+            async move {
+                let bytes = store.get(Area::Artifacts, &key).await?;
+                Ok::<_, ScoringError>((store.uri(Area::Artifacts, &key), bytes))
+            }
+        };
+        let (model_location, model) = get(MODEL_FILE).await?;
+        ScoringModel::from_parts(
+            model_location,
+            model,
+            get(SIDECAR_FILE).await?,
+            get(CARD_FILE).await?,
+        )
+    }
+
+    fn from_parts(
+        location: String,
+        model: Bytes,
+        (sidecar_location, sidecar): (String, Bytes),
+        (card_location, card): (String, Bytes),
+    ) -> Result<ScoringModel, ScoringError> {
+        let invalid = |location: &str, message: String| ScoringError::Model {
+            location: location.to_string(),
+            message,
+        };
+        let text = std::str::from_utf8(&model)
+            .map_err(|_| invalid(&location, "the model file is not UTF-8 text".into()))?;
+        let trees =
+            TreeModel::parse(text).map_err(|e: ModelError| invalid(&location, e.to_string()))?;
+        let sidecar: ModelSidecar = serde_json::from_slice(&sidecar)
+            .map_err(|e| invalid(&sidecar_location, format!("invalid model sidecar: {e}")))?;
+        let card: ModelCard = serde_json::from_slice(&card)
+            .map_err(|e| invalid(&card_location, format!("invalid model card: {e}")))?;
+        if trees.feature_names() != sidecar.features.feature_names.as_slice() {
+            return Err(invalid(
+                &location,
+                format!(
+                    "the model's {} input features differ from the {} features its sidecar defines",
+                    trees.feature_names().len(),
+                    sidecar.features.feature_names.len()
+                ),
+            ));
+        }
+        Ok(ScoringModel {
+            trees,
+            sidecar,
+            card,
+            location,
+        })
+    }
+
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.sidecar.features
+    }
+
+    /// Turns the raw model output of whole stays into calibrated
+    /// probabilities and alerts; `patients` are the rows of each stay.
+    pub fn finish(&self, raw: &[f64], hours: &[f64], patients: &[Range<usize>]) -> Scores {
+        let probability: Vec<f64> = raw
+            .iter()
+            .map(|r| self.card.calibration.apply(*r))
+            .collect();
+        let alert = self.card.policy.rule.states(hours, patients, &probability);
+        Scores { probability, alert }
+    }
+
+    /// Scores hourly rows holding whole patient histories.
+    pub fn score(&self, batch: &RecordBatch) -> Result<Scores, ScoringError> {
+        Ok(self.score_with_features(batch)?.scores)
+    }
+
+    /// Scores like [`ScoringModel::score`] and keeps the features.
+    pub fn score_with_features(&self, batch: &RecordBatch) -> Result<ScoredBatch, ScoringError> {
+        let columns = self.spec().compute(batch)?;
+        let values: Vec<&[f32]> = columns
+            .iter()
+            .map(|c| c.as_primitive::<Float32Type>().values().as_ref())
+            .collect();
+        let mut row_values = vec![0.0f32; values.len()];
+        let raw: Vec<f64> = (0..batch.num_rows())
+            .map(|row| {
+                for (slot, column) in row_values.iter_mut().zip(&values) {
+                    *slot = column[row];
+                }
+                self.trees.probability(&row_values)
+            })
+            .collect();
+        let (hours, patients) = crate::features::patient_rows(batch, self.spec())?;
+        Ok(ScoredBatch {
+            scores: self.finish(&raw, &hours, &patients),
+            features: columns,
+        })
+    }
+}
+
+/// A scored input file.
+#[derive(Debug, Default, Clone)]
+pub struct ScoredData {
+    pub patient_ids: Vec<String>,
+    pub scores: Scores,
+    /// The rows' hours, labels and outcomes. A file scored without labels
+    /// gets label 0 in every row, so only `sepsis evaluate`, which requires
+    /// labels, reads them.
+    pub cohort: Cohort,
+    /// The bedside-score baselines of each row, by name.
+    pub baseline_scores: Vec<(String, Vec<f64>)>,
+    /// Each patient's ICU unit and age.
+    pub groups: crate::assess::PatientGroups,
+}
+
+/// Imports, validates and scores a data file of any format that `sepsis data
+/// import` reads. The file goes through a scratch store in memory, so the
+/// configured store's data is left alone. With `labels_required`, every row
+/// needs a label, as evaluation does.
+pub async fn score_file(
+    schema: &Schema,
+    input: &Path,
+    model: &ScoringModel,
+    labels_required: bool,
+) -> Result<ScoredData, ScoringError> {
+    let schema = schema.for_scoring(labels_required);
+    let scratch = Store::in_memory();
+    let progress = crate::progress::silent();
+    let imported = crate::import::import(&scratch, &schema, input, progress.clone()).await?;
+    crate::ingest::ingest(&scratch, &schema, progress).await?;
+    let snapshot = crate::ingest::read_snapshot(&scratch, &schema, &imported.digest).await?;
+    // The report lives in the scratch store and is gone when scoring ends, so
+    // the error carries the first finding instead of the report's location.
+    let validated =
+        crate::validate::validate_snapshot(&scratch, &schema, &imported.digest, snapshot.clone())
+            .await;
+    match validated {
+        Ok(_) => {}
+        Err(ValidateError::Failed { count, first, .. }) => {
+            return Err(ScoringError::Invalid { count, first })
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let model = model.clone();
+    let location = input.display().to_string();
+    tokio::task::spawn_blocking(move || score_snapshot(&schema, snapshot, &location, &model))
+        .await
+        .expect("the scoring thread does not panic")
+}
+
+fn score_snapshot(
+    schema: &Schema,
+    snapshot: Bytes,
+    location: &str,
+    model: &ScoringModel,
+) -> Result<ScoredData, ScoringError> {
+    let mut scored = ScoredData::default();
+    let batches = table::read_batches(snapshot, location)?.map(|b| b.map_err(ScoringError::from));
+    for batch in PatientBatches::new(batches, &schema.id_column) {
+        let batch = batch?;
+        let ScoredBatch { scores, features } = model.score_with_features(&batch)?;
+        collect_evaluation_inputs(model.spec(), &features, &mut scored);
+        let ids = batch
+            .column_by_name(&schema.id_column)
+            .expect("the snapshot has the id column")
+            .as_string::<i32>();
+        let hours = batch
+            .column_by_name(&schema.time_column)
+            .expect("the snapshot has the time column")
+            .as_primitive::<Float64Type>();
+        let labels = batch
+            .column_by_name(&schema.label_column)
+            .expect("the snapshot has the label column")
+            .as_primitive::<Int64Type>();
+        let outcomes = schema
+            .outcome_column
+            .as_ref()
+            .and_then(|name| batch.column_by_name(name))
+            .map(|c| c.as_primitive::<Int64Type>().clone());
+        let cohort = &mut scored.cohort;
+        for row in 0..batch.num_rows() {
+            let id = ids.value(row);
+            let new_patient = scored.patient_ids.last().map(String::as_str) != Some(id);
+            if new_patient {
+                scored
+                    .groups
+                    .unit
+                    .push(unit_of(model.spec(), &features, row));
+                scored
+                    .groups
+                    .age
+                    .push(feature_value(model.spec(), &features, "Age", row));
+            }
+            cohort
+                .labels
+                .push(!labels.is_null(row) && labels.value(row) == 1);
+            let outcome = outcomes
+                .as_ref()
+                .is_some_and(|o| !o.is_null(row) && o.value(row) == 1);
+            cohort.outcome.push(outcome);
+            cohort.hours.push(hours.value(row));
+            let index = cohort.labels.len() - 1;
+            match cohort.patients.last_mut() {
+                Some(range) if !new_patient => range.end = index + 1,
+                _ => cohort.patients.push(index..index + 1),
+            }
+            scored.patient_ids.push(id.to_string());
+        }
+        scored.scores.probability.extend(scores.probability);
+        scored.scores.alert.extend(scores.alert);
+    }
+    derive_outcomes(&mut scored.cohort);
+    Ok(scored)
+}
+
+fn feature_value(
+    spec: &FeatureSpec,
+    features: &[arrow::array::ArrayRef],
+    name: &str,
+    row: usize,
+) -> f64 {
+    spec.feature_names
+        .iter()
+        .position(|n| n == name)
+        .map_or(f64::NAN, |index| {
+            f64::from(features[index].as_primitive::<Float32Type>().value(row))
+        })
+}
+
+fn unit_of(spec: &FeatureSpec, features: &[arrow::array::ArrayRef], row: usize) -> String {
+    spec.categoricals
+        .iter()
+        .filter(|c| c.name == "unit")
+        .flat_map(|c| c.output_names())
+        .find(|name| feature_value(spec, features, name, row) == 1.0)
+        .map_or("unknown".to_string(), |name| {
+            name.trim_start_matches("unit_").to_string()
+        })
+}
+
+/// Appends the bedside scores of a batch to the baselines.
+fn collect_evaluation_inputs(
+    spec: &FeatureSpec,
+    features: &[arrow::array::ArrayRef],
+    scored: &mut ScoredData,
+) {
+    for (name, _, _) in crate::assess::SCORE_BASELINES {
+        let Some(index) = spec.feature_names.iter().position(|n| n == name) else {
+            continue;
+        };
+        let values = features[index].as_primitive::<Float32Type>().values();
+        match scored.baseline_scores.iter_mut().find(|(n, _)| n == name) {
+            Some((_, scores)) => scores.extend(values.iter().map(|v| f64::from(*v))),
+            None => scored.baseline_scores.push((
+                name.to_string(),
+                values.iter().map(|v| f64::from(*v)).collect(),
+            )),
+        }
+    }
+}
+
+/// Patients without any positive outcome get it from their labels, six
+/// rows after the first positive label, as training does.
+fn derive_outcomes(cohort: &mut Cohort) {
+    let mut set = crate::train::PatientSet {
+        matrix: crate::train::Matrix {
+            values: Vec::new(),
+            labels: cohort
+                .labels
+                .iter()
+                .map(|l| f32::from(u8::from(*l)))
+                .collect(),
+            width: 0,
+        },
+        outcome: std::mem::take(&mut cohort.outcome),
+        hours: Vec::new(),
+        patients: cohort.patients.clone(),
+        patient_ids: Vec::new(),
+    };
+    set.finish_outcomes();
+    cohort.outcome = set.outcome;
+}
+
+/// The measures of a model on a labelled data file, printed by `sepsis
+/// evaluate --data`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DataEvaluation {
+    pub model: String,
+    pub run_id: String,
+    pub data: String,
+    pub rows: usize,
+    pub patients: usize,
+    /// The model at its card's threshold.
+    pub evaluation: crate::evaluate::Evaluation,
+    /// The bedside scores at their usual thresholds, on the same rows.
+    pub baselines: Vec<crate::policy::BaselineResult>,
+    pub subgroups: Vec<crate::assess::SubgroupResult>,
+}
+
+/// Measures the scores of a labelled file, with the baselines and subgroups.
+pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) -> DataEvaluation {
+    let cohort = &data.cohort;
+    let rule = model.card.policy.rule;
+    let probabilities = &data.scores.probability;
+    let baselines = crate::assess::SCORE_BASELINES
+        .iter()
+        .filter_map(|(name, at, description)| {
+            let (_, scores) = data.baseline_scores.iter().find(|(n, _)| n == name)?;
+            Some(crate::policy::BaselineResult {
+                name: (*name).into(),
+                description: (*description).into(),
+                evaluation: crate::evaluate::evaluate(
+                    cohort,
+                    scores,
+                    crate::evaluate::AlertRule::at(*at),
+                    false,
+                ),
+            })
+        })
+        .collect();
+    DataEvaluation {
+        model: model.location.clone(),
+        run_id: model.sidecar.run_id.clone(),
+        data: source.to_string(),
+        rows: cohort.rows(),
+        patients: cohort.patients.len(),
+        evaluation: crate::evaluate::evaluate(cohort, probabilities, rule, true),
+        baselines,
+        subgroups: crate::assess::subgroups(cohort, probabilities, rule, &data.groups),
+    }
+}
