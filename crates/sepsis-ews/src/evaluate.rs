@@ -156,7 +156,8 @@ pub struct PatientMetrics {
     pub septic_alerted_in_time: usize,
     /// Their share of the septic patients.
     pub alerted_in_time_share: Option<f64>,
-    /// Median hours from the first in-time alert to onset.
+    /// Median hours from the switch-on of the first alert that is on in time
+    /// to onset.
     pub median_lead_hours: Option<f64>,
     /// Patients with at least one alert.
     pub alerted_patients: usize,
@@ -238,10 +239,15 @@ fn count_alerts(cohort: &Cohort, alerts: &[bool]) -> AlertCounts {
         let first_in_time = hours
             .iter()
             .zip(states)
-            .find(|(hour, on)| **on && **hour <= onset && **hour >= onset - WARNING_HORIZON_HOURS);
-        if let Some((hour, _)) = first_in_time {
+            .position(|(hour, on)| *on && *hour <= onset && *hour >= onset - WARNING_HORIZON_HOURS);
+        if let Some(mut start) = first_in_time {
+            // The warning began when that alert switched on, which may be
+            // before the horizon.
+            while start > 0 && states[start - 1] {
+                start -= 1;
+            }
             counts.septic_alerted_in_time += 1;
-            counts.lead_times.push(onset - hour);
+            counts.lead_times.push(onset - hours[start]);
         }
     }
     counts
@@ -425,6 +431,18 @@ mod tests {
         assert_eq!(result.patients.precision, Some(0.5));
         assert!(result.calibration.is_some());
         assert!(result.hourly.utility.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn warning_starts_when_the_alert_switched_on() {
+        let cohort = cohort();
+        let mut scores = vec![0.0; 48];
+        // On from hour 5 through hour 20: a warning of 16 h before onset at 21.
+        for score in &mut scores[4..20] {
+            *score = 0.9;
+        }
+        let result = evaluate(&cohort, &scores, AlertRule::at(0.5), false);
+        assert_eq!(result.lead_times_hours, [16.0]);
     }
 
     #[test]

@@ -75,15 +75,25 @@ pub fn run_report(metrics: &RunMetrics, card: &ModelCard, assessed: &Assessment)
             baseline_table(model, &metrics.baselines),
             subgroup_table(metrics),
         ],
-        notes: NOTES.iter().map(|n| n.to_string()).collect(),
+        notes: NOTES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(
+                metrics
+                    .baselines
+                    .iter()
+                    .map(|b| format!("Baseline {}: {}.", b.name, b.description)),
+            )
+            .collect(),
     };
     render_html(&data)
 }
 
 const NOTES: [&str; 5] = [
-    "Onset is t_sepsis, six hours after the first hour whose SepsisLabel is 1. An alert counts \
-     as a warning when it is on within the 12 hours up to onset; earlier alerts count as false \
-     alarms, as in the PhysioNet 2019 utility.",
+    "Onset is t_sepsis, six hours after the first hour whose SepsisLabel is 1. A septic patient \
+     is alerted in time when an alert is on within the 12 hours up to onset. The warning lasts \
+     from the switch-on of that alert to onset. An alert that is off again before those 12 hours \
+     is a false alarm, as in the PhysioNet 2019 utility.",
     "An alert is counted once, when the alert state switches on, not once per hour it stays on.",
     "AUROC and AUPRC are per hour, against the challenge label SepsisLabel unless marked \
      otherwise; the model is trained on a 12-hour label.",
@@ -214,7 +224,7 @@ fn baseline_table(model: &Evaluation, baselines: &[BaselineResult]) -> Table {
         .collect()];
     for baseline in baselines {
         rows.push(
-            std::iter::once(format!("{}: {}", baseline.name, baseline.description))
+            std::iter::once(baseline.name.clone())
                 .chain(comparison_cells(&baseline.evaluation))
                 .collect(),
         );
