@@ -35,7 +35,7 @@ pub use crate::scoring::MODEL_FILE;
 pub const METRICS_FILE: &str = "metrics.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const REPORT_FILE: &str = "report.html";
-pub const CLOCK_MODEL_FILE: &str = "clock_model.txt";
+pub use crate::scoring::CLOCK_MODEL_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

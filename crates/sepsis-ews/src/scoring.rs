@@ -31,6 +31,7 @@ pub const MODEL_FILE: &str = "model.txt";
 pub const SIDECAR_FILE: &str = "model.json";
 pub const CARD_FILE: &str = "model_card.json";
 pub const CARD_MARKDOWN_FILE: &str = "model_card.md";
+pub const CLOCK_MODEL_FILE: &str = "clock_model.txt";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
@@ -60,6 +61,8 @@ pub enum ScoringError {
 #[derive(Debug, Clone)]
 pub struct ScoringModel {
     pub trees: TreeModel,
+    /// The clock baseline stored beside the model, when the folder has one.
+    pub clock: Option<TreeModel>,
     pub sidecar: ModelSidecar,
     pub card: ModelCard,
     /// The location the model was read from.
@@ -77,6 +80,8 @@ pub struct Scores {
 pub struct ScoredBatch {
     pub scores: Scores,
     pub features: Vec<arrow::array::ArrayRef>,
+    /// The clock baseline's calibrated probabilities, when the model has one.
+    pub clock: Option<Vec<f64>>,
 }
 
 impl ScoringModel {
@@ -103,7 +108,12 @@ impl ScoringModel {
                         message: format!("cannot read the model file: {e}"),
                     })
             };
-            return ScoringModel::from_parts(
+            let clock_path = folder.join(CLOCK_MODEL_FILE);
+            let clock = match clock_path.exists() {
+                true => Some((clock_path.display().to_string(), read(&clock_path)?)),
+                false => None,
+            };
+            let mut model = ScoringModel::from_parts(
                 model_path.display().to_string(),
                 read(&model_path)?,
                 (
@@ -114,7 +124,9 @@ impl ScoringModel {
                     folder.join(CARD_FILE).display().to_string(),
                     read(&folder.join(CARD_FILE))?,
                 ),
-            );
+            )?;
+            model.add_clock(clock)?;
+            return Ok(model);
         }
         let valid_id = !reference.is_empty()
             && reference
@@ -136,12 +148,46 @@ impl ScoringModel {
             }
         };
         let (model_location, model) = get(MODEL_FILE).await?;
-        ScoringModel::from_parts(
+        let mut model = ScoringModel::from_parts(
             model_location,
             model,
             get(SIDECAR_FILE).await?,
             get(CARD_FILE).await?,
-        )
+        )?;
+        let clock = match store
+            .exists(Area::Artifacts, &key(CLOCK_MODEL_FILE))
+            .await?
+        {
+            true => Some(get(CLOCK_MODEL_FILE).await?),
+            false => None,
+        };
+        model.add_clock(clock)?;
+        Ok(model)
+    }
+
+    /// Adds the clock baseline when its file exists and the card describes it.
+    fn add_clock(&mut self, file: Option<(String, Bytes)>) -> Result<(), ScoringError> {
+        let (Some((location, bytes)), Some(card)) = (file, &self.card.clock) else {
+            return Ok(());
+        };
+        let invalid = |message: String| ScoringError::Model {
+            location: location.clone(),
+            message,
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| invalid("the clock model file is not UTF-8 text".into()))?;
+        let trees = TreeModel::parse(text).map_err(|e| invalid(e.to_string()))?;
+        let known = card
+            .feature_names
+            .iter()
+            .all(|name| self.sidecar.features.feature_names.contains(name));
+        if trees.feature_names() != card.feature_names.as_slice() || !known {
+            return Err(invalid(
+                "the clock model's inputs differ from those its model card names".into(),
+            ));
+        }
+        self.clock = Some(trees);
+        Ok(())
     }
 
     fn from_parts(
@@ -174,6 +220,7 @@ impl ScoringModel {
         }
         Ok(ScoringModel {
             trees,
+            clock: None,
             sidecar,
             card,
             location,
@@ -217,10 +264,33 @@ impl ScoringModel {
             })
             .collect();
         let (hours, patients) = crate::features::patient_rows(batch, self.spec())?;
+        let clock = self.score_clock(&values, batch.num_rows());
         Ok(ScoredBatch {
             scores: self.finish(&raw, &hours, &patients),
             features: columns,
+            clock,
         })
+    }
+
+    /// Runs the clock baseline on its columns of the computed features.
+    fn score_clock(&self, values: &[&[f32]], rows: usize) -> Option<Vec<f64>> {
+        let (trees, card) = (self.clock.as_ref()?, self.card.clock.as_ref()?);
+        let names = &self.spec().feature_names;
+        let columns: Vec<&[f32]> = card
+            .feature_names
+            .iter()
+            .map(|name| names.iter().position(|n| n == name).map(|i| values[i]))
+            .collect::<Option<_>>()?;
+        let mut row_values = vec![0.0f32; columns.len()];
+        let probabilities = (0..rows)
+            .map(|row| {
+                for (slot, column) in row_values.iter_mut().zip(&columns) {
+                    *slot = column[row];
+                }
+                card.calibration.apply(trees.probability(&row_values))
+            })
+            .collect();
+        Some(probabilities)
     }
 }
 
@@ -235,6 +305,8 @@ pub struct ScoredData {
     pub cohort: Cohort,
     /// The bedside-score baselines of each row, by name.
     pub baseline_scores: Vec<(String, Vec<f64>)>,
+    /// The clock baseline's probability of each row, when the model has one.
+    pub clock_probabilities: Option<Vec<f64>>,
     /// Each patient's ICU unit and age.
     pub groups: crate::assess::PatientGroups,
 }
@@ -284,7 +356,17 @@ fn score_snapshot(
     let batches = table::read_batches(snapshot, location)?.map(|b| b.map_err(ScoringError::from));
     for batch in PatientBatches::new(batches, &schema.id_column) {
         let batch = batch?;
-        let ScoredBatch { scores, features } = model.score_with_features(&batch)?;
+        let ScoredBatch {
+            scores,
+            features,
+            clock,
+        } = model.score_with_features(&batch)?;
+        if let Some(clock) = clock {
+            scored
+                .clock_probabilities
+                .get_or_insert_with(Vec::new)
+                .extend(clock);
+        }
         collect_evaluation_inputs(model.spec(), &features, &mut scored);
         let ids = batch
             .column_by_name(&schema.id_column)
@@ -418,7 +500,8 @@ pub struct DataEvaluation {
     pub patients: usize,
     /// The model at its card's threshold.
     pub evaluation: crate::evaluate::Evaluation,
-    /// The bedside scores at their usual thresholds, on the same rows.
+    /// The clock baseline at its card's rule and the bedside scores at their
+    /// usual thresholds, on the same rows.
     pub baselines: Vec<crate::policy::BaselineResult>,
     pub subgroups: Vec<crate::assess::SubgroupResult>,
 }
@@ -428,21 +511,36 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
     let cohort = &data.cohort;
     let rule = model.card.policy.rule;
     let probabilities = &data.scores.probability;
-    let baselines = crate::assess::SCORE_BASELINES
-        .iter()
-        .filter_map(|(name, at, description)| {
-            let (_, scores) = data.baseline_scores.iter().find(|(n, _)| n == name)?;
-            Some(crate::policy::BaselineResult {
-                name: (*name).into(),
-                description: (*description).into(),
-                evaluation: crate::evaluate::evaluate(
-                    cohort,
-                    scores,
-                    crate::evaluate::AlertRule::at(*at),
-                    false,
-                ),
-            })
-        })
+    let clock = match (&data.clock_probabilities, &model.card.clock) {
+        (Some(probabilities), Some(card)) => Some(crate::policy::BaselineResult {
+            name: "clock".into(),
+            description: format!(
+                "LightGBM on {} only, calibrated and thresholded like the model",
+                card.feature_names.join(" and ")
+            ),
+            evaluation: crate::evaluate::evaluate(cohort, probabilities, card.policy.rule, true),
+        }),
+        _ => None,
+    };
+    let baselines = clock
+        .into_iter()
+        .chain(
+            crate::assess::SCORE_BASELINES
+                .iter()
+                .filter_map(|(name, at, description)| {
+                    let (_, scores) = data.baseline_scores.iter().find(|(n, _)| n == name)?;
+                    Some(crate::policy::BaselineResult {
+                        name: (*name).into(),
+                        description: (*description).into(),
+                        evaluation: crate::evaluate::evaluate(
+                            cohort,
+                            scores,
+                            crate::evaluate::AlertRule::at(*at),
+                            false,
+                        ),
+                    })
+                }),
+        )
         .collect();
     DataEvaluation {
         model: model.location.clone(),
