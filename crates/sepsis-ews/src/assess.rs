@@ -100,7 +100,7 @@ impl PatientGroups {
     }
 }
 
-/// The age bands of the subgroup table.
+/// Names the age band of the subgroup table that `age` falls in.
 pub fn age_band(age: f64) -> &'static str {
     match age {
         a if a < 45.0 => "under 45",
@@ -155,15 +155,15 @@ pub fn calibrate(cohort: &Cohort, raw: &[f64], alert: &AlertConfig) -> Calibrate
     }
 }
 
-/// The columns of a matrix named in `wanted`, in that order.
-pub fn select_columns(matrix: &Matrix, names: &[String], wanted: &[String]) -> Matrix {
-    let indices: Vec<usize> = wanted
+/// Copies the columns of a matrix named in `selected`, in that order.
+pub fn select_columns(matrix: &Matrix, names: &[String], selected: &[String]) -> Matrix {
+    let indices: Vec<usize> = selected
         .iter()
         .map(|w| {
             names
                 .iter()
                 .position(|n| n == w)
-                .expect("wanted columns exist")
+                .expect("selected columns exist")
         })
         .collect();
     let mut values = Vec::with_capacity(matrix.rows() * indices.len());
@@ -177,8 +177,8 @@ pub fn select_columns(matrix: &Matrix, names: &[String], wanted: &[String]) -> M
     }
 }
 
-/// The clock baseline's inputs: the hour of the stay and, when the data has
-/// it, the hours since hospital admission.
+/// Lists the clock baseline's inputs: the hour of the stay and, when the
+/// data has it, the hours since hospital admission.
 pub fn clock_features(spec: &FeatureSpec) -> Vec<String> {
     let mut names = vec![spec.time_column.clone()];
     if spec.hours_since_admission {
@@ -200,7 +200,7 @@ pub struct Fitted {
     pub calibration_rows: usize,
 }
 
-/// What the validation patients measured.
+/// The measures taken on the validation patients.
 pub struct Assessment {
     pub validation: Evaluation,
     pub validation_probabilities: Vec<f64>,
@@ -297,7 +297,7 @@ pub fn assess(fitted: &Fitted, spec: &FeatureSpec) -> Result<Assessment, TrainEr
     })
 }
 
-/// The bedside scores of a set, each alerting at its usual threshold.
+/// Measures the bedside scores of a set, each alerting at its usual threshold.
 pub fn score_baselines(set: &PatientSet, names: &[String], cohort: &Cohort) -> Vec<BaselineResult> {
     SCORE_BASELINES
         .iter()

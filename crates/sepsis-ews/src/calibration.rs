@@ -88,7 +88,7 @@ pub struct ReliabilityBin {
     pub observed_rate: f64,
 }
 
-/// How well probabilities match outcome rates.
+/// The agreement of probabilities with outcome rates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationReport {
     /// Mean squared difference of probability and outcome.

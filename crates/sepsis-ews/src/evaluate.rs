@@ -57,7 +57,8 @@ impl Cohort {
         rule.states(&self.hours, &self.patients, scores)
     }
 
-    /// The patients for which `keep(patient index)` holds, with their scores.
+    /// Selects the patients for which `keep(patient index)` is true, with
+    /// their scores.
     pub fn select(&self, scores: &[f64], keep: impl Fn(usize) -> bool) -> (Cohort, Vec<f64>) {
         let mut cohort = Cohort::default();
         let mut kept = Vec::new();
@@ -77,7 +78,7 @@ impl Cohort {
         (cohort, kept)
     }
 
-    /// The onset hour of each patient, `None` for patients without sepsis.
+    /// Returns the onset hour of each patient, `None` for patients without sepsis.
     fn onsets(&self) -> Vec<Option<f64>> {
         self.patients
             .iter()
@@ -108,8 +109,8 @@ impl AlertRule {
         }
     }
 
-    /// The alert state of each row; `patients` are the rows of each stay and
-    /// `hours` their hours. The state at an hour reads no later hour.
+    /// Returns the alert state of each row. `patients` are the rows of each
+    /// stay and `hours` their hours. The state at an hour reads no later hour.
     pub fn states(&self, hours: &[f64], patients: &[Range<usize>], scores: &[f64]) -> Vec<bool> {
         let mut states = vec![false; scores.len()];
         let Some(threshold) = self.threshold else {
@@ -261,7 +262,7 @@ fn patient_days(cohort: &Cohort) -> f64 {
     cohort.rows() as f64 / 24.0
 }
 
-/// The alert-level measures of `scores` under `rule`.
+/// Computes the alert-level measures of `scores` under `rule`.
 pub fn alert_outcome(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> AlertOutcome {
     let counts = count_alerts(cohort, &cohort.alert_states(scores, rule));
     let days = patient_days(cohort);
@@ -273,8 +274,8 @@ pub fn alert_outcome(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> AlertO
     }
 }
 
-/// Measures `scores` (one per row) under `rule`. `probabilities` says
-/// whether the scores are probabilities, which adds the calibration measures.
+/// Measures `scores` (one per row) under `rule`. With `probabilities` set,
+/// the scores are probabilities and the calibration measures are added.
 pub fn evaluate(
     cohort: &Cohort,
     scores: &[f64],
@@ -446,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn an_alert_long_before_onset_is_not_a_warning() {
+    fn alert_long_before_onset_is_no_warning() {
         let cohort = cohort();
         let mut scores = vec![0.0; 48];
         scores[2] = 0.9; // hour 3, 18 h before onset

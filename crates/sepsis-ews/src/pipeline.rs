@@ -84,7 +84,7 @@ impl Context {
         })
     }
 
-    /// The features that the configuration and schema define.
+    /// Builds the features that the configuration and schema define.
     pub fn feature_spec(&self) -> FeatureSpec {
         FeatureSpec::new(&self.schema, &self.config.features)
     }
@@ -239,8 +239,8 @@ pub struct TrainOutcome {
     pub sidecar: ModelSidecar,
 }
 
-/// What a run measured, stored as `metrics.json` and printed by
-/// `sepsis pipeline --json` and `sepsis evaluate --json`.
+/// The measures of a run, stored as `metrics.json` and printed by `sepsis
+/// pipeline --json` and `sepsis train --json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMetrics {
     pub run_id: String,
@@ -501,7 +501,7 @@ pub async fn run_evaluate_stored(
     Ok((run_id, evaluation))
 }
 
-/// The id of the newest complete run.
+/// Finds the id of the newest complete run.
 pub async fn newest_run(store: &Store) -> Result<String, PipelineError> {
     let objects = store.list(Area::Artifacts, "runs/").await?;
     objects

@@ -1,9 +1,10 @@
 //! The alert policy and the model card that records it.
 //!
 //! The threshold is chosen on the calibration patients, never on the
-//! validation patients: among the thresholds whose alerts stay within the
-//! configured budget (alerts per patient-day) and whose alerted patients are
-//! septic often enough (the precision floor), the one with the best utility.
+//! validation patients. The candidates are the thresholds whose alerts stay
+//! within the configured budget (alerts per patient-day) and whose alerted
+//! patients are septic often enough (the precision floor). Of those, the one
+//! with the best utility wins.
 //! When no threshold keeps both promises, the policy says so and the model
 //! raises no alert; it never quietly breaks a promise.
 
@@ -28,7 +29,7 @@ pub struct AlertPolicy {
     pub rule: AlertRule,
     pub max_alerts_per_patient_day: f64,
     pub min_patient_precision: f64,
-    /// What the threshold gave on the calibration patients.
+    /// The measures of the rule on the calibration patients.
     pub on_calibration: Option<AlertOutcome>,
     /// The policy in one sentence.
     pub statement: String,
@@ -211,7 +212,7 @@ impl ModelCard {
     }
 }
 
-/// A Markdown table of the model beside its baselines.
+/// Renders a Markdown table of the model beside its baselines.
 pub fn comparison_table(model: &Evaluation, baselines: &[BaselineResult]) -> String {
     let mut md = String::from(
         "| scores | AUROC (SepsisLabel) | AUPRC (SepsisLabel) | utility | septic alerted in \
@@ -287,7 +288,8 @@ mod tests {
         let (cohort, scores) = cohort_and_scores();
         let policy = choose_threshold(&cohort, &scores, &config(0.5, 0.9));
         let threshold = policy.rule.threshold.expect("0.9 keeps both promises");
-        assert!(threshold > 0.6 && threshold <= 0.9, "{threshold}");
+        assert!(threshold > 0.6, "{threshold}");
+        assert!(threshold <= 0.9, "{threshold}");
         let outcome = policy.on_calibration.unwrap();
         assert_eq!(outcome.patient_precision, Some(1.0));
         assert!(outcome.alerts_per_patient_day.unwrap() <= 0.5);

@@ -129,7 +129,7 @@ impl PatientSet {
         derive_missing_outcomes(self, &no_outcome);
     }
 
-    /// One feature's values, by its position in the matrix.
+    /// Iterates over one feature's values, by its position in the matrix.
     pub fn column(&self, index: usize) -> impl Iterator<Item = f32> + '_ {
         self.matrix
             .values
@@ -151,7 +151,7 @@ pub struct TrainingData {
     pub validation: PatientSet,
 }
 
-/// How the patients are divided.
+/// The division of the patients into fit, calibration and validation groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitPlan {
     /// Validation patients, drawn from all patients.
