@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use sepsis_ews::config::{parse_override, Config, ConfigSources, LogFormat};
 use sepsis_ews::evaluate::Evaluation;
 use sepsis_ews::pipeline::{self, Context, PipelineOutcome};
-use sepsis_ews::policy::{number, percent};
+use sepsis_ews::policy::{number, percent, BaselineResult};
 use sepsis_ews::scoring::{self, ScoringModel};
 
 /// Sepsis early-warning system: train and evaluate a 12-hour sepsis risk
@@ -79,7 +79,7 @@ enum Command {
     },
     /// Evaluate a model: a run on its own validation patients, or any labelled data file.
     Evaluate {
-        /// Run id [default: the newest run]; ignored with --data.
+        /// Run id [default: the newest run]; cannot be combined with --data.
         #[arg(long, value_name = "RUN_ID", conflicts_with = "data")]
         run: Option<String>,
         /// A labelled data file or .psv folder to score, in any format `sepsis data import` reads.
@@ -225,11 +225,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             let outcome = pipeline::run_pipeline(&ctx, &input)
                 .await
                 .with_context(|| format!("pipeline on {} failed", input.display()))?;
-            if json {
-                print_json(&outcome);
-            } else {
-                print_summary(&outcome);
-            }
+            report(json, &outcome, || pipeline_summary(&outcome))?;
         }
         Command::Data {
             command: DataCommand::Import { data },
@@ -240,7 +236,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     "imported {} rows of {} patients ({} septic), digest {}",
                     manifest.rows, manifest.patients, manifest.septic_patients, manifest.digest
                 )
-            });
+            })?;
         }
         Command::Ingest => {
             let manifest = pipeline::run_ingest(&ctx).await?;
@@ -249,7 +245,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     "snapshot of {} rows for data {}",
                     manifest.rows, manifest.data_digest
                 )
-            });
+            })?;
         }
         Command::Validate => {
             let report_value = pipeline::run_validate(&ctx).await?;
@@ -258,7 +254,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     "validation passed: {} rows, {} patients",
                     report_value.rows, report_value.patients
                 )
-            });
+            })?;
         }
         Command::Transform => {
             let (manifest, reused) = pipeline::run_transform(&ctx).await?;
@@ -268,7 +264,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     "{verb} feature version {} ({} rows)",
                     manifest.version, manifest.rows
                 )
-            });
+            })?;
         }
         Command::Train { features } => {
             let (outcome, metrics) = pipeline::run_train(&ctx, features.as_deref()).await?;
@@ -285,7 +281,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     outcome.model_path,
                     describe(&metrics.model)
                 )
-            });
+            })?;
         }
         Command::Evaluate {
             run, data: None, ..
@@ -294,7 +290,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             let value = serde_json::json!({ "run_id": run_id, "evaluation": evaluation });
             report(json, &value, || {
                 format!("run {run_id}\n{}", describe(&evaluation))
-            });
+            })?;
         }
         Command::Evaluate {
             data: Some(data),
@@ -308,12 +304,13 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             let source = data.display().to_string();
             let evaluation = scoring::evaluate_scored(&model, &scored, &source);
             report(json, &evaluation, || {
-                format!(
-                    "model {} on {source}\n{}",
-                    evaluation.run_id,
-                    describe(&evaluation.evaluation)
-                )
-            });
+                let mut lines = vec![
+                    format!("model {} on {source}", evaluation.run_id),
+                    describe(&evaluation.evaluation),
+                ];
+                lines.extend(baseline_lines(&evaluation.baselines));
+                lines.join("\n")
+            })?;
         }
         Command::Predict { data, out, model } => {
             let model = load_model(&ctx, model).await?;
@@ -334,12 +331,12 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             });
             report(json, &value, || {
                 format!(
-                    "wrote {} predictions of {} patients ({alerts} alert hours) to {}",
+                    "wrote predictions for {} rows of {} patient(s), {alerts} of them in alert, to {}",
                     scored.patient_ids.len(),
                     scored.cohort.patients.len(),
                     out.display()
                 )
-            });
+            })?;
         }
     }
     Ok(())
@@ -348,22 +345,99 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
 /// Loads the named model, or the store's newest run.
 async fn load_model(ctx: &Context, reference: Option<String>) -> anyhow::Result<ScoringModel> {
     let reference = match reference {
-        Some(reference) => reference,
+        // The pipeline prints model paths as file:// URIs; accept them back.
+        Some(reference) => match reference.strip_prefix("file://") {
+            Some(path) => path.to_string(),
+            None => reference,
+        },
         None => pipeline::newest_run(&ctx.store).await?,
     };
     Ok(ScoringModel::load(&ctx.store, &reference).await?)
 }
 
-/// Writes the predictions to a temporary file beside `out`, then renames it,
-/// so a failed run leaves no half-written file.
+/// Writes the predictions. A regular file (or a new one) is written to a
+/// temporary file beside it and renamed into place, so a failed run leaves
+/// no half-written file; an existing file keeps its permissions. A symbolic
+/// link is followed, and a device or pipe such as `/dev/stdout` is written
+/// directly.
 fn write_predictions(out: &std::path::Path, scored: &scoring::ScoredData) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let folder = match out.parent() {
+    // The metadata of what `out` names, following symbolic links.
+    let existing = std::fs::metadata(out).ok();
+    if existing.as_ref().is_some_and(|m| m.is_dir()) {
+        anyhow::bail!("--out {} is a folder; give a file path", out.display());
+    }
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)
+            .with_context(|| format!("cannot open {}", out.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        write_rows(&mut writer, scored)?;
+        writer.flush()?;
+        return Ok(());
+    }
+    let is_link = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink());
+    let target = match is_link {
+        true => std::fs::canonicalize(out)
+            .with_context(|| format!("--out {} is a broken symbolic link", out.display()))?,
+        false => out.to_path_buf(),
+    };
+
+    let folder = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => std::path::Path::new("."),
     };
-    let file = tempfile::NamedTempFile::new_in(folder)?;
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "the folder of --out {} does not exist; create it first",
+            out.display()
+        );
+    }
+    let permissions = match &existing {
+        Some(meta) => meta.permissions(),
+        None => new_file_permissions(),
+    };
+    let file = tempfile::Builder::new()
+        .prefix(".sepsis-predictions-")
+        .permissions(permissions.clone())
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot create a file in {}", folder.display()))?;
     let mut writer = std::io::BufWriter::new(file);
+    write_rows(&mut writer, scored)?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    if existing.is_some() {
+        // The mode given at creation is narrowed by the umask; an existing
+        // file keeps exactly the mode it had.
+        std::fs::set_permissions(file.path(), permissions)?;
+    }
+    file.persist(&target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", target.display()))?;
+    Ok(())
+}
+
+/// The mode of a newly created output file: readable by all, narrowed by the
+/// umask as for any file a command creates.
+fn new_file_permissions() -> std::fs::Permissions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::Permissions::from_mode(0o666)
+    }
+    #[cfg(not(unix))]
+    {
+        tempfile::tempfile()
+            .and_then(|f| f.metadata())
+            .map(|m| m.permissions())
+            .expect("a temporary file can be created")
+    }
+}
+
+fn write_rows(
+    writer: &mut impl std::io::Write,
+    scored: &scoring::ScoredData,
+) -> anyhow::Result<()> {
     writeln!(writer, "patient_id,hour,probability,alert")?;
     let scores = &scored.scores;
     for (row, id) in scored.patient_ids.iter().enumerate() {
@@ -376,12 +450,10 @@ fn write_predictions(out: &std::path::Path, scored: &scoring::ScoredData) -> any
             u8::from(scores.alert[row])
         )?;
     }
-    let file = writer.into_inner().map_err(|e| e.into_error())?;
-    file.persist(out)?;
     Ok(())
 }
 
-/// Quotes a CSV field when it holds a comma, quote or line break.
+/// Quotes a CSV field when it contains a comma, quote or line break.
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
@@ -390,7 +462,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// The headline measures in a few lines.
+/// Formats the headline measures in a few lines.
 fn describe(e: &Evaluation) -> String {
     format!(
         "  per hour     AUROC {} (SepsisLabel {})  AUPRC {}  utility {}\n  \
@@ -415,54 +487,76 @@ fn describe(e: &Evaluation) -> String {
     )
 }
 
-fn report<T: serde::Serialize>(json: bool, value: &T, summary: impl FnOnce() -> String) {
+fn report<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
-        print_json(value);
+        print_json(value)
     } else {
-        println!("{}", summary());
+        print_text(&summary())
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string(value).expect("command output serialises")
-    );
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    print_text(&serde_json::to_string(value).expect("command output serialises"))
+}
+
+/// Writes one result to stdout. A closed pipe or a full disk is an error
+/// like any other, reported with exit status 1 rather than a panic.
+fn print_text(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .context("writing the result to stdout failed")
 }
 
 fn show(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
 }
 
-fn print_summary(outcome: &PipelineOutcome) {
+fn pipeline_summary(outcome: &PipelineOutcome) -> String {
     let m = &outcome.metrics;
     let reused = if outcome.feature_reused {
         " (reused)"
     } else {
         ""
     };
-    println!("Pipeline finished: run {}", outcome.run_id);
-    println!(
-        "  data        {} rows, {} patients, digest {}",
-        outcome.rows, outcome.patients, outcome.data_digest
-    );
-    println!("  features    version {}{reused}", outcome.feature_version);
-    println!(
-        "  patients    {} fit / {} calibration / {} validation",
-        outcome.fit_patients, outcome.calibration_patients, outcome.validation_patients
-    );
-    println!("  model       {}", outcome.model_path);
-    println!("  report      {}", outcome.report_path);
-    println!("  policy      {}", m.policy.statement);
-    println!("{}", describe(&m.model));
-    for baseline in &m.baselines {
-        let e = &baseline.evaluation;
-        println!(
-            "  baseline    {:<6} AUROC (SepsisLabel) {}  utility {}  {} alerts per patient-day",
-            baseline.name,
-            show(e.hourly.auroc_sepsis_label),
-            show(e.hourly.utility),
-            number(e.burden.alerts_per_patient_day, 3)
-        );
-    }
+    let mut lines = vec![
+        format!("Pipeline finished: run {}", outcome.run_id),
+        format!(
+            "  data        {} rows, {} patients, digest {}",
+            outcome.rows, outcome.patients, outcome.data_digest
+        ),
+        format!("  features    version {}{reused}", outcome.feature_version),
+        format!(
+            "  patients    {} fit / {} calibration / {} validation",
+            outcome.fit_patients, outcome.calibration_patients, outcome.validation_patients
+        ),
+        format!("  model       {}", outcome.model_path),
+        format!("  report      {}", outcome.report_path),
+        format!("  policy      {}", m.policy.statement),
+        describe(&m.model),
+    ];
+    lines.extend(baseline_lines(&m.baselines));
+    lines.join("\n")
+}
+
+/// Formats one line per baseline.
+fn baseline_lines(baselines: &[BaselineResult]) -> Vec<String> {
+    baselines
+        .iter()
+        .map(|baseline| {
+            let e = &baseline.evaluation;
+            format!(
+                "  baseline    {:<6} AUROC (SepsisLabel) {}  utility {}  {} alerts per patient-day",
+                baseline.name,
+                show(e.hourly.auroc_sepsis_label),
+                show(e.hourly.utility),
+                number(e.burden.alerts_per_patient_day, 3)
+            )
+        })
+        .collect()
 }

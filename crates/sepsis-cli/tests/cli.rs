@@ -691,7 +691,7 @@ fn write_csv(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     path
 }
 
-/// A row with most vitals set and every lab missing.
+/// Builds a row with most vitals set and every lab missing.
 fn vitals_row(patient: &str, hour: u32, hr: &str) -> String {
     let mut fields: Vec<String> = row(patient, hour, hr)
         .split(',')
@@ -805,7 +805,8 @@ fn evaluate_and_predict_score_other_files() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.lines().nth(1).unwrap().starts_with("single,1,"));
 
-    // Evaluation needs labels.
+    // Evaluation needs labels: no label column, or an empty outcome, which
+    // would otherwise read as "not septic".
     let output = sepsis(
         dir.path(),
         &["evaluate", "--data", input.to_str().unwrap(), "--json"],
@@ -816,6 +817,79 @@ fn evaluate_and_predict_score_other_files() {
         "{}",
         stderr(&output)
     );
+    let mut blank_outcome = valid_rows();
+    blank_outcome[2] = row("p1", 2, "80").rsplit_once(',').unwrap().0.to_string() + ",";
+    let input = write_csv(dir.path(), "blank-outcome.csv", &blank_outcome);
+    let output = sepsis(
+        dir.path(),
+        &["evaluate", "--data", input.to_str().unwrap(), "--json"],
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("blank-outcome.csv"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("\"SepsisLabel\""), "{message}");
+
+    // --out follows a symbolic link instead of replacing it, and names a
+    // folder given in its place.
+    #[cfg(unix)]
+    {
+        let real = dir.path().join("real.csv");
+        std::fs::write(&real, "old\n").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let output = sepsis(
+            dir.path(),
+            &["predict", "--data", sample, "--out", link.to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let text = std::fs::read_to_string(&real).unwrap();
+        assert!(text.starts_with("patient_id,hour,probability,alert"));
+    }
+    let output = sepsis(
+        dir.path(),
+        &[
+            "predict",
+            "--data",
+            sample,
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is a folder"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A result that cannot be written is an error, not a panic.
+    #[cfg(target_os = "linux")]
+    {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+            .current_dir(dir.path())
+            .args(["evaluate", "--data", sample, "--json", "--store"])
+            .arg(dir.path().join("store"))
+            .env("SEPSIS__LOGGING__DIR", dir.path().join("logs"))
+            .stdout(full)
+            .output()
+            .unwrap();
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains("writing the result to stdout failed"),
+            "{message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+    }
 
     let output = sepsis(
         dir.path(),

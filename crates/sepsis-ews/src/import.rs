@@ -716,7 +716,9 @@ fn build_row(
             let key_column = column.name == schema.id_column
                 || column.name == schema.time_column
                 || column.name == schema.label_column;
-            if key_column && !derived {
+            let needed_outcome = schema.outcome_required
+                && schema.outcome_column.as_deref() == Some(column.name.as_str());
+            if (key_column || needed_outcome) && !derived {
                 return Err(value_error(
                     "missing value: this column is required in every row".into(),
                 ));

@@ -155,6 +155,10 @@ pub struct Schema {
     /// then does not ask for septic patients.
     #[serde(skip)]
     pub scoring: bool,
+    /// Set for data to evaluate on: an outcome column in the file must have
+    /// a value in every row, since an empty one would read as "not septic".
+    #[serde(skip)]
+    pub outcome_required: bool,
 }
 
 impl Schema {
@@ -277,6 +281,7 @@ impl Schema {
             categoricals: file.categoricals,
             digest: hex::encode(Sha256::digest(text.as_bytes())),
             scoring: false,
+            outcome_required: false,
         })
     }
 
@@ -286,6 +291,7 @@ impl Schema {
     pub fn for_scoring(&self, labels_required: bool) -> Schema {
         let mut schema = self.clone();
         schema.scoring = true;
+        schema.outcome_required = labels_required;
         if !labels_required {
             for column in &mut schema.columns {
                 let is_label = column.name == schema.label_column

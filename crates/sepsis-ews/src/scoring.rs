@@ -105,7 +105,10 @@ impl ScoringModel {
                     .map(Bytes::from)
                     .map_err(|e| ScoringError::Model {
                         location: file.display().to_string(),
-                        message: format!("cannot read the model file: {e}"),
+                        message: format!(
+                            "cannot read it ({e}); a model folder holds {MODEL_FILE}, \
+                             {SIDECAR_FILE} and {CARD_FILE}, as in artifacts/runs/<run id>/"
+                        ),
                     })
             };
             let clock_path = folder.join(CLOCK_MODEL_FILE);
@@ -339,11 +342,20 @@ pub async fn score_file(
         }
         Err(error) => return Err(error.into()),
     }
+    let started = std::time::Instant::now();
     let model = model.clone();
     let location = input.display().to_string();
-    tokio::task::spawn_blocking(move || score_snapshot(&schema, snapshot, &location, &model))
-        .await
-        .expect("the scoring thread does not panic")
+    let scored =
+        tokio::task::spawn_blocking(move || score_snapshot(&schema, snapshot, &location, &model))
+            .await
+            .expect("the scoring thread does not panic")?;
+    tracing::info!(
+        rows = scored.patient_ids.len(),
+        patients = scored.cohort.patients.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "data scored"
+    );
+    Ok(scored)
 }
 
 fn score_snapshot(

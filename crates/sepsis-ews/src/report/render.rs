@@ -152,6 +152,7 @@ h3 { font-size: 1.05rem; margin: 0 0 0.5rem; }
 .summary { font-size: 1.08rem; max-width: 60rem; }
 .tables { display: flex; flex-wrap: wrap; gap: 0 40px; align-items: flex-start; }
 table { border-collapse: collapse; margin: 0 0 1.5rem; font-size: 0.95rem; }
+.tables table { display: block; max-width: 100%; overflow-x: auto; }
 caption { text-align: left; font-weight: 600; padding: 0 0 0.3rem; }
 th, td { padding: 0.25rem 0.75rem; border-bottom: 1px solid #e0e0e0; text-align: left; vertical-align: top; }
 thead th { border-bottom: 2px solid #999; }
