@@ -5,7 +5,7 @@
 mod logging;
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -134,8 +134,27 @@ fn main() -> ExitCode {
         .expect("the tokio runtime starts");
     let progress =
         progress::for_terminal(cli.global.json || config.logging.format == LogFormat::Json);
+    // Scoring only reads the store, so it does not create a mistyped local
+    // folder. With a model given as a local path it does not use the store.
+    let (read_only, model_reference) = match &cli.command {
+        Command::Predict { model, .. } | Command::Evaluate { model, .. } => (true, model.clone()),
+        _ => (false, None),
+    };
+    let model_is_path = model_reference
+        .as_deref()
+        .is_some_and(|m| Path::new(m.strip_prefix("file://").unwrap_or(m)).exists());
+    let mut config = config;
+    if read_only && model_is_path {
+        config.storage.uri = "memory://".into();
+    }
     // An unusable store URI or schema file is a configuration error too.
-    let ctx = match runtime.block_on(async { Context::open(config, progress) }) {
+    let opened = runtime.block_on(async {
+        match read_only {
+            true => Context::open_existing(config, progress),
+            false => Context::open(config, progress),
+        }
+    });
+    let ctx = match opened {
         Ok(ctx) => ctx,
         Err(error) => {
             eprintln!("error: {:#}", anyhow::Error::from(error));
@@ -355,11 +374,10 @@ async fn load_model(ctx: &Context, reference: Option<String>) -> anyhow::Result<
     Ok(ScoringModel::load(&ctx.store, &reference).await?)
 }
 
-/// Writes the predictions. A regular file (or a new one) is written to a
-/// temporary file beside it and renamed into place, so a failed run leaves
-/// no half-written file; an existing file keeps its permissions. A symbolic
-/// link is followed, and a device or pipe such as `/dev/stdout` is written
-/// directly.
+/// Writes the predictions. A regular or new file is written to a temporary
+/// file beside it and renamed into place, so a failed run leaves no
+/// half-written file. An existing file keeps its permissions. A symbolic link
+/// is followed, and a device or pipe such as `/dev/stdout` is written directly.
 fn write_predictions(out: &std::path::Path, scored: &scoring::ScoredData) -> anyhow::Result<()> {
     use std::io::Write as _;
     // The metadata of what `out` names, following symbolic links.
@@ -417,7 +435,7 @@ fn write_predictions(out: &std::path::Path, scored: &scoring::ScoredData) -> any
     Ok(())
 }
 
-/// The mode of a newly created output file: readable by all, narrowed by the
+/// Returns the mode of a new output file: readable by all, narrowed by the
 /// umask as for any file a command creates.
 fn new_file_permissions() -> std::fs::Permissions {
     #[cfg(unix)]

@@ -891,6 +891,39 @@ fn evaluate_and_predict_score_other_files() {
         assert!(!message.contains("panicked"), "{message}");
     }
 
+    // A mistyped store is not created by a command that only reads it, and
+    // a model given as a path needs no store.
+    let missing = dir.path().join("typo/store");
+    let missing = missing.to_str().unwrap();
+    let no_log = [
+        ("SEPSIS__LOGGING__DIR", ""),
+        ("SEPSIS__TRAINING__NUM_THREADS", "1"),
+    ];
+    let output = sepsis_plain(
+        dir.path(),
+        &[
+            "predict", "--data", sample, "--out", "y.csv", "--store", missing,
+        ],
+        &no_log,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("typo").exists());
+    let folder = folder.to_str().unwrap();
+    let output = sepsis_plain(
+        dir.path(),
+        &[
+            "predict", "--data", sample, "--out", "y.csv", "--store", missing, "--model", folder,
+        ],
+        &no_log,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!dir.path().join("typo").exists());
+
     let output = sepsis(
         dir.path(),
         &[

@@ -71,11 +71,31 @@ pub struct Context {
 impl Context {
     /// Opens the schema and the store that the configuration names.
     pub fn open(config: Config, progress: SharedProgress) -> Result<Context, PipelineError> {
+        Context::open_with(config, progress, true)
+    }
+
+    /// Opens the schema and the store like [`Context::open`], unless the
+    /// store is a local folder that does not exist, for commands that only read.
+    pub fn open_existing(
+        config: Config,
+        progress: SharedProgress,
+    ) -> Result<Context, PipelineError> {
+        Context::open_with(config, progress, false)
+    }
+
+    fn open_with(
+        config: Config,
+        progress: SharedProgress,
+        create: bool,
+    ) -> Result<Context, PipelineError> {
         let schema = match config.schema_path() {
             Some(path) => Schema::load(path)?,
             None => Schema::embedded(),
         };
-        let store = Store::open(&config.storage, &config.layout)?;
+        let store = match create {
+            true => Store::open(&config.storage, &config.layout)?,
+            false => Store::open_existing(&config.storage, &config.layout)?,
+        };
         Ok(Context {
             config,
             schema,

@@ -39,6 +39,8 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    #[error("local storage folder {path} does not exist; check --store or storage.uri")]
+    MissingDir { path: PathBuf },
     #[error("local storage folder {path} could not be created")]
     CreateDir {
         path: PathBuf,
@@ -89,6 +91,15 @@ pub struct Store {
     layout: LayoutConfig,
 }
 
+/// Returns the folder of a local store URI (a plain path or `file:///…`),
+/// or `None` for other schemes.
+fn local_folder(uri: &str) -> Option<PathBuf> {
+    if let Some(rest) = uri.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    (!uri.contains("://") && !uri.is_empty()).then(|| PathBuf::from(uri))
+}
+
 impl Store {
     /// Opens an empty store in memory with the default layout, for scratch
     /// work and tests.
@@ -98,6 +109,20 @@ impl Store {
             s3_virtual_hosted_style: false,
         };
         Store::open(&config, &LayoutConfig::default()).expect("a memory store always opens")
+    }
+
+    /// Opens the store that `config.uri` names, like [`Store::open`], but
+    /// fails rather than create a local folder, for commands that only read.
+    pub fn open_existing(
+        config: &StorageConfig,
+        layout: &LayoutConfig,
+    ) -> Result<Store, StorageError> {
+        if let Some(dir) = local_folder(config.uri.trim()) {
+            if !dir.is_dir() {
+                return Err(StorageError::MissingDir { path: dir });
+            }
+        }
+        Store::open(config, layout)
     }
 
     /// Opens the store that `config.uri` names.
