@@ -25,7 +25,7 @@ const DEFAULT_SCHEMA_PATH: &str = "config/schema.yaml";
 /// in `SEPSIS__TRAINING__LEARNING_RATE=0.1`.
 pub const ENV_PREFIX: &str = "SEPSIS__";
 
-/// The longest feature window or delta: one week.
+/// The maximum feature window or delta: one week.
 const MAX_WINDOW_HOURS: u32 = 168;
 
 #[derive(Debug, thiserror::Error)]
@@ -170,9 +170,9 @@ pub struct FeatureConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
-    /// Most alerts per patient-day; an alert counts when it switches on.
+    /// Maximum alerts per patient-day, where an alert counts when it switches on.
     pub max_alerts_per_patient_day: f64,
-    /// Least share of alerted patients who are septic.
+    /// Minimum share of alerted patients who are septic.
     pub min_patient_precision: f64,
     /// Share of the training patients held out to calibrate the probabilities
     /// and choose the threshold.

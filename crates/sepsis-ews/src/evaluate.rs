@@ -390,7 +390,7 @@ pub fn curves(labels: &[bool], scores: &[f64], max_points: usize) -> (Curve, Cur
 mod tests {
     use super::*;
 
-    /// One septic patient, hours 1–20, `SepsisLabel` from hour 15 (onset at
+    /// Builds one septic patient, hours 1–20, `SepsisLabel` from hour 15 (onset at
     /// 21), 12-hour label from hour 9; and one patient without sepsis.
     fn cohort() -> Cohort {
         let septic_hours: Vec<f64> = (1..=20).map(f64::from).collect();

@@ -17,11 +17,11 @@
 //!   is the sample one, so it needs two measurements;
 //! - `v_delta_{d}h`: `v` now minus `v` as it stood at hour t − d.
 //!
-//! The other numeric columns (age, sex, the hour itself) pass through, then
-//! come the hours since hospital admission, bedside scores from the carried
-//! values (SIRS, qSOFA, NEWS2, shock index and others, each with the parts
-//! the data has; a part without a value scores 0), and each categorical
-//! one-hot encoded with an explicit unknown level. Missing values stay NaN,
+//! The other numeric columns (age, sex, the hour itself) pass through. Then
+//! come the hours since hospital admission and bedside scores from the
+//! carried values: SIRS, qSOFA, NEWS2, shock index and others, each with the
+//! parts the data has, where a part without a value scores 0. Last, each
+//! categorical is one-hot encoded with an explicit unknown level. Missing values stay NaN,
 //! which LightGBM routes down its learned missing-value branch.
 //!
 //! Rows must come patient by patient, hours strictly increasing. Validation
@@ -123,7 +123,7 @@ impl BedsideScore {
         }
     }
 
-    /// The measurements the score reads, as schema column names.
+    /// Lists the measurements the score reads, as schema column names.
     pub fn inputs(self) -> &'static [&'static str] {
         match self {
             BedsideScore::Sirs => &["Temp", "HR", "Resp", "PaCO2", "WBC"],
@@ -357,8 +357,8 @@ impl FeatureSpec {
     }
 
     /// Computes the feature columns, in [`FeatureSpec::feature_names`] order,
-    /// for hourly rows named as in the schema. The batch must hold whole
-    /// patient histories, each contiguous with strictly increasing hours; a
+    /// for hourly rows named as in the schema. The batch must contain whole
+    /// patient histories, each contiguous with strictly increasing hours. A
     /// patient cut by the end of the batch gets the features of the rows seen.
     pub fn compute(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, FeatureError> {
         let rows = batch.num_rows();
@@ -578,7 +578,7 @@ impl WindowStats {
     }
 }
 
-/// Each row's hour and the rows of each patient, checked like
+/// Returns each row's hour and the rows of each patient, checked as
 /// [`FeatureSpec::compute`] checks them.
 pub fn patient_rows(
     batch: &RecordBatch,
@@ -623,9 +623,9 @@ fn patient_runs(
     Ok(runs)
 }
 
-/// Splits a stream of row batches at patient boundaries, so each batch
-/// passed on holds whole patients: the rows of the last patient of a batch
-/// wait for the next batch, since they may continue there.
+/// An iterator that splits a stream of row batches at patient boundaries, so
+/// each batch passed on contains whole patients. The rows of the last patient
+/// of a batch wait for the next batch, since they may continue there.
 pub struct PatientBatches<I> {
     inner: I,
     id_column: String,
@@ -680,7 +680,7 @@ where
     }
 }
 
-/// The first row of the batch's last patient.
+/// Finds the first row of the batch's last patient.
 fn last_patient_start(batch: &RecordBatch, id_column: &str) -> Result<usize, FeatureError> {
     let ids = string_column(batch, id_column)?;
     let Some(last) = ids.last() else {

@@ -5,8 +5,8 @@
 //! within the configured budget (alerts per patient-day) and whose alerted
 //! patients are septic often enough (the precision floor). Of those, the one
 //! with the best utility wins.
-//! When no threshold keeps both promises, the policy says so and the model
-//! raises no alert; it never quietly breaks a promise.
+//! When no threshold keeps both promises, the policy states that and the
+//! model raises no alert, rather than quietly break a promise.
 
 use std::fmt::Write as _;
 
@@ -180,6 +180,7 @@ impl ModelCard {
         let _ = writeln!(md, "Created {}.\n", self.created_at);
         let _ = writeln!(md, "## Intended use\n\n{}\n", self.intended_use);
         let _ = writeln!(md, "## Alert policy\n\n{}\n", self.policy.statement);
+
         let d = &self.data;
         let _ = writeln!(
             md,
@@ -194,6 +195,7 @@ impl ModelCard {
             d.calibration_patients,
             d.validation_patients
         );
+
         let _ = writeln!(md, "## Validation patients\n");
         md.push_str(&comparison_table(&self.validation, &self.baselines));
         if let Some(calibration) = &self.validation.calibration {
@@ -204,6 +206,7 @@ impl ModelCard {
                 calibration.brier, calibration.ece, calibration.ece_equal_mass
             );
         }
+
         let _ = writeln!(md, "\n## Limitations\n");
         for limitation in &self.limitations {
             let _ = writeln!(md, "- {limitation}");

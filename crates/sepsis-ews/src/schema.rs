@@ -285,9 +285,9 @@ impl Schema {
         })
     }
 
-    /// The schema of data to score: validation does not ask for septic
-    /// patients, and unless `labels_required`, the label and outcome columns
-    /// may be absent.
+    /// Returns the schema of data to score. Validation then does not ask for
+    /// septic patients, and unless `labels_required`, the label and outcome
+    /// columns may be absent.
     pub fn for_scoring(&self, labels_required: bool) -> Schema {
         let mut schema = self.clone();
         schema.scoring = true;

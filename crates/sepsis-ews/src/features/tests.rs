@@ -115,10 +115,10 @@ fn history_features_follow_their_definitions() {
         [0.0, 1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 1.0]
     );
     assert_eq!(f("HR_count"), [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0]);
-    // The 6 h window at hour 7 holds hours 2..=7, so the 80 of hour 1 is out.
+    // The 6 h window at hour 7 contains hours 2..=7, so the 80 of hour 1 is out.
     assert_eq!(f("HR_mean_6h")[6], 90.0);
     assert_eq!(f("HR_mean_6h")[5], 85.0);
-    // At hour 9 the window holds hours 4..=9: only the 100 of hour 8.
+    // At hour 9 the window contains hours 4..=9: only the 100 of hour 8.
     assert_eq!(f("HR_mean_6h")[8], 100.0);
     assert!(f("HR_std_6h")[8].is_nan());
     assert_eq!(f("HR_min_24h")[8], 80.0);
@@ -274,7 +274,7 @@ fn feature_rows(spec: &FeatureSpec, batch: &RecordBatch) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The row ranges of each patient in a batch ordered patient by patient.
+/// Returns the row ranges of each patient in a batch ordered patient by patient.
 fn patient_ranges(batch: &RecordBatch) -> Vec<std::ops::Range<usize>> {
     let ids = batch
         .column_by_name("patient_id")
