@@ -18,8 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use sepsis_ews::config::{Config, ConfigSources};
 use sepsis_ews::features::{FeatureError, FeatureSpec, PatientBatches};
 use sepsis_ews::schema::Schema;
-use sepsis_ews::storage::Store;
-use sepsis_ews::{import, ingest, progress, table};
+use sepsis_ews::{import, scoring, table};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -37,11 +36,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&ConfigSources::default())?;
     let schema = Schema::embedded();
     let spec = FeatureSpec::new(&schema, &config.features);
-    let store = Store::in_memory();
-    let silent = progress::silent();
-    let imported = import::import(&store, &schema, &data, silent.clone()).await?;
-    ingest::ingest(&store, &schema, silent).await?;
-    let snapshot = ingest::read_snapshot(&store, &schema, &imported.digest).await?;
+    let (store, _, snapshot) = scoring::import_to_memory(&schema, &data).await?;
+    let imported = import::read_manifest(&store).await?;
     let batches: Vec<RecordBatch> =
         table::read_batches(snapshot, "snapshot")?.collect::<Result<_, _>>()?;
 

@@ -74,29 +74,33 @@ pub struct PatientGroups {
 impl PatientGroups {
     /// Reads the unit one-hot and the age from each patient's first row.
     pub fn of(set: &PatientSet, spec: &FeatureSpec) -> PatientGroups {
-        let index = |name: &str| spec.feature_names.iter().position(|n| n == name);
         let width = set.matrix.width;
-        let value = |row: usize, column: usize| set.matrix.values[row * width + column];
-        let units: Vec<(String, usize)> = spec
+        let mut groups = PatientGroups::default();
+        for range in &set.patients {
+            let row = &set.matrix.values[range.start * width..(range.start + 1) * width];
+            groups.push(spec, |index| row[index]);
+        }
+        groups
+    }
+
+    /// Appends one patient's unit and age; `feature(index)` reads the
+    /// patient's first row by feature position.
+    pub fn push(&mut self, spec: &FeatureSpec, feature: impl Fn(usize) -> f32) {
+        let value = |name: &str| {
+            let index = spec.feature_names.iter().position(|n| n == name);
+            index.map_or(f64::NAN, |index| f64::from(feature(index)))
+        };
+        let unit = spec
             .categoricals
             .iter()
             .filter(|c| c.name == "unit")
             .flat_map(|c| c.output_names())
-            .filter_map(|name| Some((name.clone(), index(&name)?)))
-            .collect();
-        let age = index("Age");
-        let mut groups = PatientGroups::default();
-        for range in &set.patients {
-            let unit = units
-                .iter()
-                .find(|(_, column)| value(range.start, *column) == 1.0)
-                .map_or("unknown", |(name, _)| name.trim_start_matches("unit_"));
-            groups.unit.push(unit.to_string());
-            groups
-                .age
-                .push(age.map_or(f64::NAN, |column| f64::from(value(range.start, column))));
-        }
-        groups
+            .find(|name| value(name) == 1.0);
+        let unit = unit
+            .as_deref()
+            .map_or("unknown", |name| name.trim_start_matches("unit_"));
+        self.unit.push(unit.to_string());
+        self.age.push(value("Age"));
     }
 }
 

@@ -852,10 +852,6 @@ mod tests {
     use super::*;
     use crate::progress::silent;
 
-    fn memory_store() -> Store {
-        Store::in_memory()
-    }
-
     const CHALLENGE_HEADER: &str = "HR,O2Sat,Temp,SBP,MAP,DBP,Resp,EtCO2,BaseExcess,HCO3,FiO2,pH,PaCO2,SaO2,AST,BUN,Alkalinephos,Calcium,Chloride,Creatinine,Bilirubin_direct,Glucose,Lactate,Magnesium,Phosphate,Potassium,Bilirubin_total,TroponinI,Hct,Hgb,PTT,WBC,Fibrinogen,Platelets,Age,Gender,Unit1,Unit2,HospAdmTime,ICULOS,SepsisLabel";
 
     /// Builds a long-format row with HR, Age, Gender, ICULOS and SepsisLabel set.
@@ -873,7 +869,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let store = memory_store();
+        let store = Store::in_memory();
         let manifest = import(&store, &Schema::embedded(), &path, silent()).await?;
         Ok((store, manifest))
     }
@@ -1006,7 +1002,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let store = memory_store();
+        let store = Store::in_memory();
         let schema = Schema::embedded();
         let first = import(&store, &schema, &good, silent()).await.unwrap();
         assert!(import(&store, &schema, &bad, silent()).await.is_err());
@@ -1023,7 +1019,7 @@ mod tests {
             let fields = row.split_once(',').unwrap().1.replace(',', "|");
             std::fs::write(dir.path().join(name), format!("{psv_header}\n{fields}\n")).unwrap();
         }
-        let store = memory_store();
+        let store = Store::in_memory();
         let manifest = import(&store, &Schema::embedded(), dir.path(), silent())
             .await
             .unwrap();
@@ -1042,7 +1038,7 @@ mod tests {
             .replace(',', "|")
             .replace("HR|", "HeartRate|");
         std::fs::write(dir.path().join("p000001.psv"), format!("{header}\n")).unwrap();
-        let store = memory_store();
+        let store = Store::in_memory();
         let message = import(&store, &Schema::embedded(), dir.path(), silent())
             .await
             .unwrap_err()

@@ -90,47 +90,9 @@ impl ScoringModel {
     pub async fn load(store: &Store, reference: &str) -> Result<ScoringModel, ScoringError> {
         let path = Path::new(reference);
         if path.exists() {
-            let folder = if path.is_dir() {
-                path
-            } else {
-                path.parent().unwrap_or(Path::new("."))
-            };
-            let model_path = if path.is_dir() {
-                folder.join(MODEL_FILE)
-            } else {
-                path.to_path_buf()
-            };
-            let read = |file: &Path| {
-                std::fs::read(file)
-                    .map(Bytes::from)
-                    .map_err(|e| ScoringError::Model {
-                        location: file.display().to_string(),
-                        message: format!(
-                            "cannot read it ({e}); a model folder holds {MODEL_FILE}, \
-                             {SIDECAR_FILE} and {CARD_FILE}, as in artifacts/runs/<run id>/"
-                        ),
-                    })
-            };
-            let clock_path = folder.join(CLOCK_MODEL_FILE);
-            let clock = match clock_path.exists() {
-                true => Some((clock_path.display().to_string(), read(&clock_path)?)),
-                false => None,
-            };
-            let mut model = ScoringModel::from_parts(
-                model_path.display().to_string(),
-                read(&model_path)?,
-                (
-                    folder.join(SIDECAR_FILE).display().to_string(),
-                    read(&folder.join(SIDECAR_FILE))?,
-                ),
-                (
-                    folder.join(CARD_FILE).display().to_string(),
-                    read(&folder.join(CARD_FILE))?,
-                ),
-            )?;
-            model.add_clock(clock)?;
-            return Ok(model);
+            return ScoringModel::load_folder(path);
         }
+
         let valid_id = !reference.is_empty()
             && reference
                 .chars()
@@ -143,6 +105,7 @@ impl ScoringModel {
                 runs: store.uri(Area::Artifacts, "runs/"),
             });
         }
+
         let get = |file: &'static str| {
             let key = key(file);
             async move {
@@ -157,11 +120,48 @@ impl ScoringModel {
             get(SIDECAR_FILE).await?,
             get(CARD_FILE).await?,
         )?;
-        let clock = match store
+        let has_clock = store
             .exists(Area::Artifacts, &key(CLOCK_MODEL_FILE))
-            .await?
-        {
+            .await?;
+        let clock = match has_clock {
             true => Some(get(CLOCK_MODEL_FILE).await?),
+            false => None,
+        };
+        model.add_clock(clock)?;
+        Ok(model)
+    }
+
+    /// Loads a model folder, or the folder of a `model.txt`, from the local disk.
+    fn load_folder(path: &Path) -> Result<ScoringModel, ScoringError> {
+        let (folder, model_path) = if path.is_dir() {
+            (path, path.join(MODEL_FILE))
+        } else {
+            (path.parent().unwrap_or(Path::new(".")), path.to_path_buf())
+        };
+        let read = |file: &Path| {
+            let location = file.display().to_string();
+            match std::fs::read(file) {
+                Ok(bytes) => Ok((location, Bytes::from(bytes))),
+                Err(e) => Err(ScoringError::Model {
+                    location,
+                    message: format!(
+                        "cannot read it ({e}); a model folder contains {MODEL_FILE}, \
+                         {SIDECAR_FILE} and {CARD_FILE}, as in artifacts/runs/<run id>/"
+                    ),
+                }),
+            }
+        };
+
+        let (model_location, model) = read(&model_path)?;
+        let mut model = ScoringModel::from_parts(
+            model_location,
+            model,
+            read(&folder.join(SIDECAR_FILE))?,
+            read(&folder.join(CARD_FILE))?,
+        )?;
+        let clock_path = folder.join(CLOCK_MODEL_FILE);
+        let clock = match clock_path.exists() {
+            true => Some(read(&clock_path)?),
             false => None,
         };
         model.add_clock(clock)?;
@@ -250,22 +250,14 @@ impl ScoringModel {
         Ok(self.score_with_features(batch)?.scores)
     }
 
-    /// Scores like [`ScoringModel::score`] and keeps the features.
+    /// Scores rows like [`ScoringModel::score`] and keeps their features.
     pub fn score_with_features(&self, batch: &RecordBatch) -> Result<ScoredBatch, ScoringError> {
         let columns = self.spec().compute(batch)?;
         let values: Vec<&[f32]> = columns
             .iter()
             .map(|c| c.as_primitive::<Float32Type>().values().as_ref())
             .collect();
-        let mut row_values = vec![0.0f32; values.len()];
-        let raw: Vec<f64> = (0..batch.num_rows())
-            .map(|row| {
-                for (slot, column) in row_values.iter_mut().zip(&values) {
-                    *slot = column[row];
-                }
-                self.trees.probability(&row_values)
-            })
-            .collect();
+        let raw = predict_columns(&self.trees, &values, batch.num_rows());
         let (hours, patients) = crate::features::patient_rows(batch, self.spec())?;
         let clock = self.score_clock(&values, batch.num_rows());
         Ok(ScoredBatch {
@@ -284,17 +276,23 @@ impl ScoringModel {
             .iter()
             .map(|name| names.iter().position(|n| n == name).map(|i| values[i]))
             .collect::<Option<_>>()?;
-        let mut row_values = vec![0.0f32; columns.len()];
-        let probabilities = (0..rows)
-            .map(|row| {
-                for (slot, column) in row_values.iter_mut().zip(&columns) {
-                    *slot = column[row];
-                }
-                card.calibration.apply(trees.probability(&row_values))
-            })
-            .collect();
-        Some(probabilities)
+        let raw = predict_columns(trees, &columns, rows);
+        Some(raw.into_iter().map(|r| card.calibration.apply(r)).collect())
     }
+}
+
+/// Runs the trees on each row of feature columns and returns LightGBM's
+/// probabilities.
+fn predict_columns(trees: &TreeModel, columns: &[&[f32]], rows: usize) -> Vec<f64> {
+    let mut row_values = vec![0.0f32; columns.len()];
+    (0..rows)
+        .map(|row| {
+            for (slot, column) in row_values.iter_mut().zip(columns) {
+                *slot = column[row];
+            }
+            trees.probability(&row_values)
+        })
+        .collect()
 }
 
 /// A scored input file.
@@ -325,16 +323,11 @@ pub async fn score_file(
     labels_required: bool,
 ) -> Result<ScoredData, ScoringError> {
     let schema = schema.for_scoring(labels_required);
-    let scratch = Store::in_memory();
-    let progress = crate::progress::silent();
-    let imported = crate::import::import(&scratch, &schema, input, progress.clone()).await?;
-    crate::ingest::ingest(&scratch, &schema, progress).await?;
-    let snapshot = crate::ingest::read_snapshot(&scratch, &schema, &imported.digest).await?;
+    let (scratch, digest, snapshot) = import_to_memory(&schema, input).await?;
     // The report lives in the scratch store and is gone when scoring ends, so
     // the error carries the first finding instead of the report's location.
     let validated =
-        crate::validate::validate_snapshot(&scratch, &schema, &imported.digest, snapshot.clone())
-            .await;
+        crate::validate::validate_snapshot(&scratch, &schema, &digest, snapshot.clone()).await;
     match validated {
         Ok(_) => {}
         Err(ValidateError::Failed { count, first, .. }) => {
@@ -356,6 +349,20 @@ pub async fn score_file(
         "data scored"
     );
     Ok(scored)
+}
+
+/// Imports and parses a data file into a new store in memory. Returns the
+/// store, the data digest and the Parquet snapshot.
+pub async fn import_to_memory(
+    schema: &Schema,
+    input: &Path,
+) -> Result<(Store, String, Bytes), ScoringError> {
+    let store = Store::in_memory();
+    let progress = crate::progress::silent();
+    let imported = crate::import::import(&store, schema, input, progress.clone()).await?;
+    crate::ingest::ingest(&store, schema, progress).await?;
+    let snapshot = crate::ingest::read_snapshot(&store, schema, &imported.digest).await?;
+    Ok((store, imported.digest, snapshot))
 }
 
 fn score_snapshot(
@@ -402,14 +409,9 @@ fn score_snapshot(
             let id = ids.value(row);
             let new_patient = scored.patient_ids.last().map(String::as_str) != Some(id);
             if new_patient {
-                scored
-                    .groups
-                    .unit
-                    .push(unit_of(model.spec(), &features, row));
-                scored
-                    .groups
-                    .age
-                    .push(feature_value(model.spec(), &features, "Age", row));
+                let feature =
+                    |index: usize| features[index].as_primitive::<Float32Type>().value(row);
+                scored.groups.push(model.spec(), feature);
             }
             cohort
                 .labels
@@ -429,33 +431,12 @@ fn score_snapshot(
         scored.scores.probability.extend(scores.probability);
         scored.scores.alert.extend(scores.alert);
     }
-    derive_outcomes(&mut scored.cohort);
+    // Patients without any positive outcome get it from their labels, as
+    // training does.
+    let cohort = &mut scored.cohort;
+    let labels = &cohort.labels;
+    crate::train::fill_missing_outcomes(|row| labels[row], &mut cohort.outcome, &cohort.patients);
     Ok(scored)
-}
-
-fn feature_value(
-    spec: &FeatureSpec,
-    features: &[arrow::array::ArrayRef],
-    name: &str,
-    row: usize,
-) -> f64 {
-    spec.feature_names
-        .iter()
-        .position(|n| n == name)
-        .map_or(f64::NAN, |index| {
-            f64::from(features[index].as_primitive::<Float32Type>().value(row))
-        })
-}
-
-fn unit_of(spec: &FeatureSpec, features: &[arrow::array::ArrayRef], row: usize) -> String {
-    spec.categoricals
-        .iter()
-        .filter(|c| c.name == "unit")
-        .flat_map(|c| c.output_names())
-        .find(|name| feature_value(spec, features, name, row) == 1.0)
-        .map_or("unknown".to_string(), |name| {
-            name.trim_start_matches("unit_").to_string()
-        })
 }
 
 /// Appends the bedside scores of a batch to the baselines.
@@ -477,28 +458,6 @@ fn collect_evaluation_inputs(
             )),
         }
     }
-}
-
-/// Patients without any positive outcome get it from their labels, six
-/// rows after the first positive label, as training does.
-fn derive_outcomes(cohort: &mut Cohort) {
-    let mut set = crate::train::PatientSet {
-        matrix: crate::train::Matrix {
-            values: Vec::new(),
-            labels: cohort
-                .labels
-                .iter()
-                .map(|l| f32::from(u8::from(*l)))
-                .collect(),
-            width: 0,
-        },
-        outcome: std::mem::take(&mut cohort.outcome),
-        hours: Vec::new(),
-        patients: cohort.patients.clone(),
-        patient_ids: Vec::new(),
-    };
-    set.finish_outcomes();
-    cohort.outcome = set.outcome;
 }
 
 /// The measures of a model on a labelled data file, printed by `sepsis

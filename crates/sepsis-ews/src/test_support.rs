@@ -1,15 +1,10 @@
-//! Shared helpers of the unit tests: a memory store and the bundled sample.
+//! Shared helpers of the unit tests: the bundled sample.
 
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 
 use crate::schema::Schema;
-use crate::storage::Store;
-
-pub fn memory_store() -> Store {
-    Store::in_memory()
-}
 
 /// Returns the path of the real PhysioNet sample shipped in the repository.
 pub fn sample_path() -> PathBuf {
@@ -20,15 +15,7 @@ pub fn sample_path() -> PathBuf {
 /// Imports and parses the bundled sample, returning its snapshot rows in
 /// one batch, patient by patient.
 pub async fn sample_rows(schema: &Schema) -> RecordBatch {
-    let store = memory_store();
-    let progress = crate::progress::silent();
-    let imported = crate::import::import(&store, schema, &sample_path(), progress.clone())
-        .await
-        .unwrap();
-    crate::ingest::ingest(&store, schema, progress)
-        .await
-        .unwrap();
-    let snapshot = crate::ingest::read_snapshot(&store, schema, &imported.digest)
+    let (_, _, snapshot) = crate::scoring::import_to_memory(schema, &sample_path())
         .await
         .unwrap();
     let batches: Vec<RecordBatch> = crate::table::read_batches(snapshot, "sample")

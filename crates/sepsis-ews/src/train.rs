@@ -121,12 +121,8 @@ impl PatientSet {
     /// The outcome column is empty when the input was a ready file without
     /// `SepsisLabel`.
     pub fn finish_outcomes(&mut self) {
-        let no_outcome: Vec<bool> = self
-            .patients
-            .iter()
-            .map(|range| self.outcome[range.clone()].iter().all(|o| !o))
-            .collect();
-        derive_missing_outcomes(self, &no_outcome);
+        let labels = &self.matrix.labels;
+        fill_missing_outcomes(|row| labels[row] > 0.5, &mut self.outcome, &self.patients);
     }
 
     /// Iterates over one feature's values, by its position in the matrix.
@@ -328,20 +324,24 @@ pub fn load_training_data(
     Ok(data)
 }
 
-/// For a patient without any positive outcome but with positive labels, the
-/// outcome is the label shifted six rows later.
+/// Derives the outcome of each patient without any positive outcome but with
+/// positive labels: the label shifted six rows later. `is_positive(row)`
+/// reads the label of a row.
 ///
 /// NOTE: this matches the challenge outcome only when the record does not
 /// start inside the 6 h between label and outcome onset.
-fn derive_missing_outcomes(set: &mut PatientSet, no_outcome: &[bool]) {
-    for (range, missing) in set.patients.clone().iter().zip(no_outcome) {
-        if !missing {
+pub fn fill_missing_outcomes(
+    is_positive: impl Fn(usize) -> bool,
+    outcome: &mut [bool],
+    patients: &[Range<usize>],
+) {
+    for range in patients {
+        if outcome[range.clone()].iter().any(|o| *o) {
             continue;
         }
-        let labels = &set.matrix.labels[range.clone()];
-        if let Some(first) = labels.iter().position(|l| *l > 0.5) {
-            for offset in (first + OUTCOME_LAG_ROWS)..labels.len() {
-                set.outcome[range.start + offset] = true;
+        if let Some(first) = range.clone().find(|row| is_positive(*row)) {
+            for flag in outcome[first..range.end].iter_mut().skip(OUTCOME_LAG_ROWS) {
+                *flag = true;
             }
         }
     }
@@ -552,7 +552,7 @@ mod tests {
             patients: std::iter::once(0..10).collect(),
             patient_ids: vec!["p1".into()],
         };
-        derive_missing_outcomes(&mut validation, &[true]);
+        validation.finish_outcomes();
         let expected: Vec<bool> = (0..10).map(|i| i >= 8).collect();
         assert_eq!(validation.outcome, expected);
     }
