@@ -49,8 +49,12 @@ ensure_build_deps() {
   local missing=()
   command -v g++ >/dev/null || missing+=(g++)
   command -v curl >/dev/null || missing+=(curl)
-  if ! compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null \
-     && ! compgen -G "/usr/lib/*/libclang*.so*" >/dev/null; then
+  # libclang-cpp (the C++ interface, present on many machines) is not the
+  # libclang that bindgen loads, so the patterns require a digit after '-'.
+  if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null \
+     && ! compgen -G "/usr/lib/llvm-*/lib/libclang-[0-9]*.so*" >/dev/null \
+     && ! compgen -G "/usr/lib/*/libclang.so*" >/dev/null \
+     && ! compgen -G "/usr/lib/*/libclang-[0-9]*.so*" >/dev/null; then
     missing+=(libclang-dev)
   fi
   if [ "${#missing[@]}" -gt 0 ]; then
