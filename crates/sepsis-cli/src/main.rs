@@ -14,6 +14,7 @@ use sepsis_ews::config::{parse_override, Config, ConfigSources, LogFormat};
 use sepsis_ews::evaluate::Evaluation;
 use sepsis_ews::pipeline::{self, Context, PipelineOutcome};
 use sepsis_ews::policy::{number, percent, BaselineResult};
+use sepsis_ews::registry::{parse_version, Registry};
 use sepsis_ews::scoring::{self, ScoringModel};
 
 /// Sepsis early-warning system: train and evaluate a 12-hour sepsis risk
@@ -85,8 +86,8 @@ enum Command {
         /// A labelled data file or .psv folder to score, in any format `sepsis data import` reads.
         #[arg(long, value_name = "PATH")]
         data: Option<PathBuf>,
-        /// With --data: a model folder, a model.txt, or a run id in the store [default: the newest run].
-        #[arg(long, value_name = "PATH_OR_RUN")]
+        /// With --data: a model folder or model.txt, a run id, a registry version (v3) or `production` [default: production, else the newest run].
+        #[arg(long, value_name = "MODEL")]
         model: Option<String>,
     },
     /// Write batch predictions (patient_id, hour, probability, alert) as CSV.
@@ -97,9 +98,41 @@ enum Command {
         /// Output CSV file.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// A model folder, a model.txt, or a run id in the store [default: the newest run].
-        #[arg(long, value_name = "PATH_OR_RUN")]
+        /// A model folder or model.txt, a run id, a registry version (v3) or `production` [default: production, else the newest run].
+        #[arg(long, value_name = "MODEL")]
         model: Option<String>,
+    },
+    /// The model registry: versions and the production pointer.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// List the versions, marking production.
+    List,
+    /// Show one version's record: files, digests, metrics, data and code.
+    Show {
+        /// A version, as v3 or 3, or `production`.
+        #[arg(value_name = "VERSION")]
+        id: String,
+    },
+    /// Make a version production, bypassing the gate.
+    Promote {
+        /// A version, as v3 or 3.
+        #[arg(value_name = "VERSION")]
+        id: String,
+        /// Why, recorded with the pointer.
+        #[arg(long, default_value = "promoted by hand")]
+        reason: String,
+    },
+    /// Make the previous production version production again.
+    Rollback {
+        /// Why, recorded with the pointer.
+        #[arg(long, default_value = "rolled back by hand")]
+        reason: String,
     },
 }
 
@@ -138,6 +171,7 @@ fn main() -> ExitCode {
     // folder. With a model given as a local path it does not use the store.
     let (read_only, model_reference) = match &cli.command {
         Command::Predict { model, .. } | Command::Evaluate { model, .. } => (true, model.clone()),
+        Command::Registry { .. } => (true, None),
         _ => (false, None),
     };
     let model_is_path = model_reference
@@ -155,7 +189,10 @@ fn main() -> ExitCode {
         }
     });
     let ctx = match opened {
-        Ok(ctx) => ctx,
+        Ok(mut ctx) => {
+            ctx.git_commit = option_env!("SEPSIS_GIT_COMMIT").map(str::to_string);
+            ctx
+        }
         Err(error) => {
             eprintln!("error: {:#}", anyhow::Error::from(error));
             return ExitCode::from(2);
@@ -331,6 +368,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                 lines.join("\n")
             })?;
         }
+        Command::Registry { command } => registry_command(&ctx, command, json).await?,
         Command::Predict { data, out, model } => {
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, false)
@@ -361,17 +399,169 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the named model, or the store's newest run.
+/// Loads the named model; without a name, production, or the store's newest
+/// run while nothing is in production.
 async fn load_model(ctx: &Context, reference: Option<String>) -> anyhow::Result<ScoringModel> {
+    let registry = ctx.registry();
     let reference = match reference {
         // The pipeline prints model paths as file:// URIs; accept them back.
         Some(reference) => match reference.strip_prefix("file://") {
             Some(path) => path.to_string(),
             None => reference,
         },
-        None => pipeline::newest_run(&ctx.store).await?,
+        None => match registry.production().await? {
+            Some(production) => format!("v{}", production.version),
+            None => pipeline::newest_run(&ctx.store).await?,
+        },
     };
+    if let Some(version) = registry_version(&registry, &reference).await? {
+        return Ok(ScoringModel::load_version(&registry, version).await?);
+    }
     Ok(ScoringModel::load(&ctx.store, &reference).await?)
+}
+
+/// Reads `production`, `v3` or `3` as a registry version; other text is not one.
+async fn registry_version(registry: &Registry, text: &str) -> anyhow::Result<Option<u32>> {
+    if text == "production" {
+        let production = registry.production().await?;
+        return match production {
+            Some(p) => Ok(Some(p.version)),
+            None => anyhow::bail!(
+                "there is no production version of {} yet",
+                registry.model_name()
+            ),
+        };
+    }
+    let looks_like_version = text
+        .strip_prefix('v')
+        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+    match looks_like_version && !Path::new(text).exists() {
+        true => Ok(Some(parse_version(text)?)),
+        false => Ok(None),
+    }
+}
+
+async fn registry_command(
+    ctx: &Context,
+    command: RegistryCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let registry = ctx.registry();
+    match command {
+        RegistryCommand::List => {
+            let production = registry.production().await?;
+            let versions = registry.versions().await?;
+            let current = production.as_ref().map(|p| p.version);
+            let value = serde_json::json!({
+                "model_name": registry.model_name(),
+                "production": production,
+                "versions": versions,
+            });
+            report(json, &value, || {
+                if versions.is_empty() {
+                    return format!("no versions of {} yet", registry.model_name());
+                }
+                let mut lines = vec![format!(
+                    "{:<12} {:<26} {:>8} {:>8} {:<26}",
+                    "version", "run", "utility", "AUROC", "created"
+                )];
+                for v in &versions {
+                    let mark = if Some(v.version) == current { " *" } else { "" };
+                    lines.push(format!(
+                        "{:<12} {:<26} {:>8} {:>8} {:<26}",
+                        format!("v{}{mark}", v.version),
+                        v.run_id,
+                        number(v.metrics.get("utility").copied().flatten(), 3),
+                        number(v.metrics.get("auroc_sepsis_label").copied().flatten(), 3),
+                        v.created_at
+                    ));
+                }
+                lines.push(match current {
+                    Some(version) => format!("* production: v{version}"),
+                    None => "no version is in production".into(),
+                });
+                lines.join("\n")
+            })?;
+        }
+        RegistryCommand::Show { id: version } => {
+            let wanted = match registry_version(&registry, &version).await? {
+                Some(wanted) => wanted,
+                None => parse_version(&version)?,
+            };
+            let record = registry.version(wanted).await?;
+            let production = registry.production().await?;
+            let is_production = production.as_ref().is_some_and(|p| p.version == wanted);
+            let value = serde_json::json!({
+                "location": registry.version_location(wanted),
+                "production": is_production,
+                "version": record,
+            });
+            report(json, &value, || {
+                let mut lines = vec![
+                    format!(
+                        "{} v{}{}",
+                        record.model_name,
+                        record.version,
+                        if is_production { " (production)" } else { "" }
+                    ),
+                    format!("  location     {}", registry.version_location(wanted)),
+                    format!("  run          {}", record.run_id),
+                    format!("  created      {}", record.created_at),
+                    format!(
+                        "  git commit   {}",
+                        record.git_commit.as_deref().unwrap_or("unknown")
+                    ),
+                    format!("  data         {}", record.data_digest),
+                    format!(
+                        "  features     {} (feature set {})",
+                        record.feature_version, record.feature_set_version
+                    ),
+                ];
+                for (name, value) in &record.metrics {
+                    lines.push(format!("  {name:<28} {}", number(*value, 4)));
+                }
+                for file in &record.files {
+                    lines.push(format!(
+                        "  file {:<20} {:>10} bytes  sha256 {}",
+                        file.name, file.bytes, file.sha256
+                    ));
+                }
+                lines.join("\n")
+            })?;
+        }
+        RegistryCommand::Promote {
+            id: version,
+            reason,
+        } => {
+            let wanted = parse_version(&version)?;
+            let current = registry.production().await?.map(|p| p.version);
+            let production = registry.promote(wanted, current, &reason).await?;
+            report(json, &production, || {
+                format!(
+                    "v{} of {} is production{}",
+                    production.version,
+                    registry.model_name(),
+                    match current {
+                        Some(previous) => format!(" (was v{previous})"),
+                        None => String::new(),
+                    }
+                )
+            })?;
+        }
+        RegistryCommand::Rollback { reason } => {
+            let before = registry.production().await?.map(|p| p.version);
+            let production = registry.rollback(&reason).await?;
+            report(json, &production, || {
+                format!(
+                    "rolled back {} to v{} (was v{})",
+                    registry.model_name(),
+                    production.version,
+                    before.unwrap_or_default()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the predictions. A regular or new file is written to a temporary
@@ -559,6 +749,20 @@ fn pipeline_summary(outcome: &PipelineOutcome) -> String {
         describe(&m.model),
     ];
     lines.extend(baseline_lines(&m.baselines));
+    let gate = &outcome.gate;
+    lines.push(format!(
+        "  registry    {} v{}: {}",
+        gate.model_name,
+        outcome.registry_version,
+        match (gate.promoted, gate.production_version) {
+            (true, _) => "promoted to production".to_string(),
+            (false, Some(production)) => format!("not promoted; production stays v{production}"),
+            (false, None) => "not promoted; there is no production version".to_string(),
+        }
+    ));
+    for reason in &gate.reasons {
+        lines.push(format!("              {reason}"));
+    }
     lines.join("\n")
 }
 

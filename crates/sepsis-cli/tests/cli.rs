@@ -992,3 +992,188 @@ fn evaluate_and_predict_score_other_files() {
 fn strip_label(line: &str) -> String {
     line.rsplit_once(',').unwrap().0.to_string()
 }
+
+fn registry_list(dir: &Path) -> serde_json::Value {
+    stdout_json(&sepsis(dir, &["registry", "list", "--json"]))
+}
+
+fn version_numbers(list: &serde_json::Value) -> Vec<u64> {
+    list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn second_run_on_the_same_data_keeps_production_on_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let args = ["pipeline", "--data", sample.to_str().unwrap(), "--json"];
+    let first = stdout_json(&sepsis(dir.path(), &args));
+    assert_eq!(first["registry_version"], 1);
+    assert_eq!(first["gate"]["promoted"], true, "{}", first["gate"]);
+    assert!(first["gate"]["production_version"].is_null());
+
+    let second = stdout_json(&sepsis(dir.path(), &args));
+    let gate = &second["gate"];
+    assert_eq!(second["registry_version"], 2);
+    assert_eq!(gate["promoted"], false, "{gate}");
+    assert_eq!(gate["production_version"], 1);
+    assert_eq!(gate["metric"], "utility");
+    // The same data and seed train the same model: a tie keeps production.
+    assert_eq!(gate["candidate_value"], gate["production_value"]);
+    assert!(
+        gate["reasons"][0].as_str().unwrap().contains("tie"),
+        "{gate}"
+    );
+
+    let list = registry_list(dir.path());
+    assert_eq!(version_numbers(&list), vec![1, 2]);
+    assert_eq!(list["production"]["version"], 1);
+    // The decision is kept with the run, too.
+    let run = second["run_id"].as_str().unwrap();
+    let stored = dir
+        .path()
+        .join(format!("store/artifacts/runs/{run}/gate.json"));
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stored).unwrap()).unwrap();
+    assert_eq!(&stored, gate);
+
+    // Each version is whole and names its data, features and code.
+    let shown = stdout_json(&sepsis(dir.path(), &["registry", "show", "v2", "--json"]));
+    let record = &shown["version"];
+    assert_eq!(record["data_digest"], second["data_digest"]);
+    assert_eq!(record["feature_set_version"], "causal-1");
+    let files: Vec<&str> = record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "model.txt",
+        "model.json",
+        "model_card.json",
+        "transformer.json",
+    ] {
+        assert!(files.contains(&expected), "{files:?}");
+    }
+
+    // Promotion by hand and rollback move the pointer and keep its history.
+    let promoted = stdout_json(&sepsis(
+        dir.path(),
+        &["registry", "promote", "v2", "--json"],
+    ));
+    assert_eq!(promoted["version"], 2);
+    let back = stdout_json(&sepsis(dir.path(), &["registry", "rollback", "--json"]));
+    assert_eq!(back["version"], 1);
+    assert_eq!(back["action"], "rollback");
+    let again = sepsis(dir.path(), &["registry", "rollback"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no earlier production version"),
+        "{}",
+        stderr(&again)
+    );
+    let missing = sepsis(dir.path(), &["registry", "promote", "v7"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("v7 does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // Scoring without --model uses production.
+    let out = dir.path().join("predictions.csv");
+    let predicted = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "predict",
+            "--data",
+            sample.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(predicted["run_id"], first["run_id"]);
+}
+
+/// A run that fails at any point leaves production as it was and the
+/// registry readable; the next run still works.
+#[test]
+fn a_failure_at_any_point_leaves_production_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let data = sample.to_str().unwrap();
+    // A deliberately weak first model, let through by low minimums, so the
+    // runs below beat it and reach the pointer.
+    let weak = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "pipeline",
+            "--data",
+            data,
+            "--set",
+            "training.num_iterations=2",
+            "--set",
+            "registry.gate.minimums.utility=-1",
+            "--set",
+            "registry.gate.minimums.auroc_sepsis_label=0",
+            "--json",
+        ],
+    ));
+    assert_eq!(weak["gate"]["promoted"], true, "{}", weak["gate"]);
+    let before = registry_list(dir.path());
+
+    for point in sepsis_ews::failpoint::POINTS {
+        let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+            .current_dir(dir.path())
+            .args([
+                "pipeline",
+                "--data",
+                data,
+                "--set",
+                "training.num_iterations=40",
+            ])
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .env("SEPSIS__LOGGING__DIR", dir.path().join("logs"))
+            .env("SEPSIS__TRAINING__NUM_THREADS", "1")
+            .env("SEPSIS_FAIL_AT", point)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{point}: the run did not fail");
+        assert!(
+            stderr(&output).contains(&format!("failure injected at {point}")),
+            "{point}: {}",
+            stderr(&output)
+        );
+        let after = registry_list(dir.path());
+        assert_eq!(after["production"], before["production"], "{point}");
+        // Only whole versions are listed: a version cut short before its
+        // record is invisible.
+        for version in after["versions"].as_array().unwrap() {
+            assert!(version["files"].as_array().unwrap().len() >= 7, "{point}");
+        }
+    }
+
+    // Without an injected failure the same run is promoted over the weak model.
+    let run = stdout_json(&sepsis(
+        dir.path(),
+        &[
+            "pipeline",
+            "--data",
+            data,
+            "--set",
+            "training.num_iterations=40",
+            "--json",
+        ],
+    ));
+    assert_eq!(run["gate"]["promoted"], true, "{}", run["gate"]);
+    let after = registry_list(dir.path());
+    assert_eq!(after["production"]["version"], run["registry_version"]);
+    assert_eq!(after["production"]["history"], serde_json::json!([1]));
+}

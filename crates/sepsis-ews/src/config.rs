@@ -60,6 +60,7 @@ pub struct RawConfig {
     pub features: FeatureConfig,
     pub training: TrainingConfig,
     pub alert: AlertConfig,
+    pub registry: RegistryConfig,
     pub logging: LoggingConfig,
 }
 
@@ -182,6 +183,63 @@ pub struct AlertConfig {
     pub hold_hours: Vec<u32>,
 }
 
+/// The model registry and the gate that decides whether a new model
+/// replaces production.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registered model: versions live under `model-registry/<name>/`.
+    pub model_name: String,
+    pub gate: GateConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// The measure compared with production, on the validation patients.
+    pub metric: GateMetric,
+    /// Least gain of the candidate over production for a promotion.
+    pub min_improvement: f64,
+    /// Least values the first model must reach to become production.
+    #[serde(default)]
+    pub minimums: std::collections::BTreeMap<GateMetric, f64>,
+}
+
+/// A validation measure the gate can compare; higher is better for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMetric {
+    /// PhysioNet 2019 normalised utility.
+    Utility,
+    /// AUROC against the 12-hour training label.
+    Auroc,
+    Auprc,
+    /// AUROC against the challenge's `SepsisLabel`.
+    AurocSepsisLabel,
+    AuprcSepsisLabel,
+    /// Share of septic patients alerted in the 12 hours before onset.
+    SepticAlertedInTime,
+}
+
+impl GateMetric {
+    pub fn name(self) -> &'static str {
+        match self {
+            GateMetric::Utility => "utility",
+            GateMetric::Auroc => "auroc",
+            GateMetric::Auprc => "auprc",
+            GateMetric::AurocSepsisLabel => "auroc_sepsis_label",
+            GateMetric::AuprcSepsisLabel => "auprc_sepsis_label",
+            GateMetric::SepticAlertedInTime => "septic_alerted_in_time",
+        }
+    }
+}
+
+impl std::fmt::Display for GateMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -209,6 +267,7 @@ pub struct Config {
     pub features: FeatureConfig,
     pub training: TrainingConfig,
     pub alert: AlertConfig,
+    pub registry: RegistryConfig,
     pub logging: LoggingConfig,
 }
 
@@ -380,6 +439,31 @@ impl Config {
             "\"\"",
             "must not be empty",
         )?;
+        let gate = &raw.registry.gate;
+        ensure(
+            gate.min_improvement >= 0.0 && gate.min_improvement.is_finite(),
+            "registry.gate.min_improvement",
+            gate.min_improvement,
+            "must be zero or a positive number",
+        )?;
+        ensure(
+            gate.minimums.values().all(|v| v.is_finite()),
+            "registry.gate.minimums",
+            format!("{:?}", gate.minimums),
+            "must be finite numbers",
+        )?;
+        let name = &raw.registry.model_name;
+        ensure(
+            !name.is_empty()
+                && name.len() <= 100
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && !name.starts_with('.'),
+            "registry.model_name",
+            format!("{name:?}"),
+            "must be letters, digits, '-', '_' or '.', not starting with '.'",
+        )?;
         let layout = &raw.layout;
         for (key, name) in [
             ("layout.raw_data", &layout.raw_data),
@@ -408,6 +492,7 @@ impl Config {
             features: raw.features,
             training: raw.training,
             alert: raw.alert,
+            registry: raw.registry,
             logging: raw.logging,
         })
     }

@@ -149,7 +149,7 @@ pub struct HourlyMetrics {
     pub confusion: Confusion,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatientMetrics {
     pub patients: usize,
     pub septic_patients: usize,
@@ -166,7 +166,7 @@ pub struct PatientMetrics {
     pub precision: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BurdenMetrics {
     /// Times an alert state switched on.
     pub alerts: usize,

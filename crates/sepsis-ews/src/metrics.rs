@@ -114,7 +114,7 @@ fn count_group(group: &[(f64, bool)]) -> (u128, u128) {
 }
 
 /// Counts of a 2×2 confusion matrix, with `true` as the positive class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
     pub true_positives: u64,
     pub false_positives: u64,

@@ -16,14 +16,17 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::assess::{self, SubgroupResult};
-use crate::config::Config;
+use crate::config::{Config, GateMetric};
 use crate::evaluate::{Cohort, Evaluation};
+use crate::failpoint::{self, InjectedFailure};
 use crate::feature_store::{self, FeatureManifest, FeatureStoreError};
 use crate::features::FeatureSpec;
+use crate::gate::{self, GateDecision};
 use crate::import::{self, ImportError, ImportManifest};
 use crate::ingest::{self, IngestError, SnapshotManifest};
 use crate::policy::{AlertPolicy, BaselineResult, CardData, ModelCard};
 use crate::progress::SharedProgress;
+use crate::registry::{Registry, RegistryError, VersionRecord};
 use crate::report;
 use crate::schema::{Schema, SchemaError};
 use crate::scoring::{self, ScoringError, ScoringModel};
@@ -35,6 +38,10 @@ pub use crate::scoring::MODEL_FILE;
 pub const METRICS_FILE: &str = "metrics.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const REPORT_FILE: &str = "report.html";
+/// The gate's decision on a run, written to the run folder.
+pub const GATE_FILE: &str = "gate.json";
+/// The schema the model's input table was built with, in a registry version.
+pub const TRANSFORMER_FILE: &str = "transformer.json";
 pub use crate::scoring::CLOCK_MODEL_FILE;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,10 @@ pub enum PipelineError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Scoring(#[from] ScoringError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Injected(#[from] InjectedFailure),
     #[error("{location}: {message}")]
     Run { location: String, message: String },
 }
@@ -66,6 +77,8 @@ pub struct Context {
     pub schema: Schema,
     pub store: Store,
     pub progress: SharedProgress,
+    /// The commit of the code, recorded in registry versions when known.
+    pub git_commit: Option<String>,
 }
 
 impl Context {
@@ -101,7 +114,13 @@ impl Context {
             schema,
             store,
             progress,
+            git_commit: None,
         })
+    }
+
+    /// The registry of the configured model name.
+    pub fn registry(&self) -> Registry {
+        Registry::new(self.store.clone(), &self.config.registry.model_name)
     }
 
     /// Builds the features that the configuration and schema define.
@@ -499,8 +518,14 @@ pub async fn run_evaluate_stored(
         None => newest_run(&ctx.store).await?,
     };
     let model = ScoringModel::load(&ctx.store, &run_id).await?;
-    let sidecar = &model.sidecar;
-    let data = run_data(ctx, sidecar).await?;
+    let evaluation = evaluate_model(ctx, model).await?;
+    Ok((run_id, evaluation))
+}
+
+/// Measures a model on the validation patients of its own run, with its
+/// own alert rule.
+async fn evaluate_model(ctx: &Context, model: ScoringModel) -> Result<Evaluation, PipelineError> {
+    let data = run_data(ctx, &model.sidecar).await?;
     let work = async {
         let evaluation = tokio::task::spawn_blocking(move || {
             let cohort = Cohort::of(&data.validation);
@@ -517,8 +542,216 @@ pub async fn run_evaluate_stored(
         .expect("the evaluation thread does not panic")?;
         Ok::<_, PipelineError>(evaluation)
     };
-    let evaluation = step("evaluate", |e: &Evaluation| e.hourly.rows as u64, work).await?;
-    Ok((run_id, evaluation))
+    step("evaluate", |e: &Evaluation| e.hourly.rows as u64, work).await
+}
+
+/// The files of a run folder that a registry version keeps.
+const VERSION_FILES: [&str; 6] = [
+    MODEL_FILE,
+    scoring::SIDECAR_FILE,
+    scoring::CARD_FILE,
+    scoring::CARD_MARKDOWN_FILE,
+    CLOCK_MODEL_FILE,
+    METRICS_FILE,
+];
+
+/// Registers a trained run as the next version of the configured model.
+pub async fn register_run(ctx: &Context, run_id: &str) -> Result<VersionRecord, PipelineError> {
+    let run_missing = || PipelineError::Run {
+        location: ctx.store.uri(Area::Artifacts, &run_key(run_id, "")),
+        message: "no complete run with this id; `sepsis train` makes one".into(),
+    };
+    let valid_id = !run_id.is_empty()
+        && !run_id.starts_with('.')
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid_id
+        || !ctx
+            .store
+            .exists(Area::Artifacts, &run_key(run_id, MODEL_FILE))
+            .await?
+    {
+        return Err(run_missing());
+    }
+    let mut files = Vec::with_capacity(VERSION_FILES.len() + 1);
+    for file in VERSION_FILES {
+        let bytes = ctx
+            .store
+            .get(Area::Artifacts, &run_key(run_id, file))
+            .await?;
+        files.push((file, bytes));
+    }
+    let sidecar: ModelSidecar =
+        serde_json::from_slice(&files[1].1).map_err(|e| PipelineError::Run {
+            location: ctx
+                .store
+                .uri(Area::Artifacts, &run_key(run_id, scoring::SIDECAR_FILE)),
+            message: format!("invalid model sidecar: {e}"),
+        })?;
+    let metrics: RunMetrics =
+        serde_json::from_slice(&files[5].1).map_err(|e| PipelineError::Run {
+            location: ctx
+                .store
+                .uri(Area::Artifacts, &run_key(run_id, METRICS_FILE)),
+            message: format!("invalid metrics: {e}"),
+        })?;
+    if sidecar.schema_digest != ctx.schema.digest {
+        return Err(PipelineError::Run {
+            location: ctx.store.uri(Area::Artifacts, &run_key(run_id, "")),
+            message: "the run was trained with another schema than the configured one, \
+                      so its transformer cannot be recorded"
+                .into(),
+        });
+    }
+    files.push((TRANSFORMER_FILE, to_json(&ctx.schema)));
+
+    let mut summary = std::collections::BTreeMap::new();
+    for metric in [
+        GateMetric::Utility,
+        GateMetric::Auroc,
+        GateMetric::Auprc,
+        GateMetric::AurocSepsisLabel,
+        GateMetric::AuprcSepsisLabel,
+        GateMetric::SepticAlertedInTime,
+    ] {
+        summary.insert(
+            metric.name().to_string(),
+            gate::measure(&metrics.model, metric),
+        );
+    }
+    summary.insert(
+        "alerts_per_patient_day".into(),
+        metrics.model.burden.alerts_per_patient_day,
+    );
+    summary.insert(
+        "expected_calibration_error".into(),
+        metrics.model.calibration.as_ref().map(|c| c.ece),
+    );
+    let record = VersionRecord {
+        model_name: String::new(),
+        version: 0,
+        run_id: run_id.to_string(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        git_commit: ctx.git_commit.clone(),
+        data_digest: sidecar.data_digest.clone(),
+        feature_version: sidecar.feature_version.clone(),
+        feature_set_version: sidecar.feature_set_version.clone(),
+        schema_digest: sidecar.schema_digest.clone(),
+        metrics: summary,
+        files: Vec::new(),
+    };
+    let registry = ctx.registry();
+    Ok(registry.create_version(record, &files).await?)
+}
+
+/// Runs the gate on a registered version: measures production on the
+/// candidate's validation patients, decides, moves the production pointer
+/// if the candidate wins, and writes the decision to the run folder.
+pub async fn run_gate(
+    ctx: &Context,
+    candidate: &VersionRecord,
+    evaluation: &Evaluation,
+) -> Result<GateDecision, PipelineError> {
+    let registry = ctx.registry();
+    let current = registry.production().await?;
+    let production = match &current {
+        None => gate::Production::None,
+        Some(pointer) => measure_production(ctx, &registry, pointer.version, candidate).await?,
+    };
+    let config = &ctx.config.registry.gate;
+    let mut decision = gate::decide(
+        config,
+        registry.model_name(),
+        candidate.version,
+        evaluation,
+        &production,
+    );
+    if decision.promoted {
+        let reason = decision.reasons.join("; ");
+        let expected = current.as_ref().map(|p| p.version);
+        match registry.promote(candidate.version, expected, &reason).await {
+            Ok(_) => {}
+            Err(error @ RegistryError::Conflict { .. }) => {
+                decision.promoted = false;
+                decision.reasons.push(error.to_string());
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    tracing::info!(
+        model = registry.model_name(),
+        candidate_version = decision.candidate_version,
+        production_version = decision.production_version,
+        metric = %decision.metric,
+        candidate_value = decision.candidate_value,
+        production_value = decision.production_value,
+        promoted = decision.promoted,
+        "gate decided"
+    );
+    for reason in &decision.reasons {
+        tracing::info!(reason = reason.as_str(), "gate reason");
+    }
+    ctx.store
+        .put(
+            Area::Artifacts,
+            &run_key(&candidate.run_id, GATE_FILE),
+            to_json(&decision),
+        )
+        .await?;
+    Ok(decision)
+}
+
+/// Measures production on the candidate's validation patients, or says why
+/// it cannot be.
+async fn measure_production(
+    ctx: &Context,
+    registry: &Registry,
+    version: u32,
+    candidate: &VersionRecord,
+) -> Result<gate::Production, PipelineError> {
+    let incomparable = |reason: String| Ok(gate::Production::Incomparable { version, reason });
+    let record = registry.version(version).await?;
+    if record.data_digest != candidate.data_digest {
+        return incomparable(format!(
+            "production was validated on data {} and the candidate on data {}, so they \
+             would not be measured on the same patients",
+            short(&record.data_digest),
+            short(&candidate.data_digest)
+        ));
+    }
+    let model = ScoringModel::load_version(registry, version).await?;
+    let candidate_sidecar = ctx
+        .store
+        .get(
+            Area::Artifacts,
+            &run_key(&candidate.run_id, scoring::SIDECAR_FILE),
+        )
+        .await?;
+    let candidate_sidecar: ModelSidecar =
+        serde_json::from_slice(&candidate_sidecar).map_err(|e| PipelineError::Run {
+            location: ctx.store.uri(
+                Area::Artifacts,
+                &run_key(&candidate.run_id, scoring::SIDECAR_FILE),
+            ),
+            message: format!("invalid model sidecar: {e}"),
+        })?;
+    if model.sidecar.split != candidate_sidecar.split {
+        return incomparable(
+            "production and the candidate split the patients differently (seed or \
+             fractions), so their validation patients differ"
+                .into(),
+        );
+    }
+    let evaluation = evaluate_model(ctx, model).await?;
+    Ok(gate::Production::Measured {
+        version,
+        evaluation: Box::new(evaluation),
+    })
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// Finds the id of the newest complete run.
@@ -558,14 +791,25 @@ pub struct PipelineOutcome {
     pub fit_patients: usize,
     pub calibration_patients: usize,
     pub validation_patients: usize,
+    /// The registry version the run became.
+    pub registry_version: u32,
+    pub gate: GateDecision,
 }
 
-/// Runs every step on `input`.
+/// Runs every step on `input`, registers the model and ends with the gate.
 pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome, PipelineError> {
     let (imported, _) = run_import_and_ingest(ctx, input).await?;
+    failpoint::check("pipeline.after-ingest")?;
     let (_, features, feature_reused) = run_validate_and_transform(ctx, &imported.digest).await?;
+    failpoint::check("pipeline.after-transform")?;
     let (trained, metrics) = run_train(ctx, Some(&features.version)).await?;
+    failpoint::check("pipeline.after-train")?;
+    let version = register_run(ctx, &trained.run_id).await?;
+    failpoint::check("pipeline.after-register")?;
+    let gate = run_gate(ctx, &version, &metrics.model).await?;
     Ok(PipelineOutcome {
+        registry_version: version.version,
+        gate,
         report_path: ctx
             .store
             .uri(Area::Artifacts, &run_key(&trained.run_id, REPORT_FILE)),

@@ -44,6 +44,8 @@ pub enum ScoringError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
     Import(#[from] ImportError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -113,13 +115,6 @@ impl ScoringModel {
                 Ok::<_, ScoringError>((store.uri(Area::Artifacts, &key), bytes))
             }
         };
-        let (model_location, model) = get(MODEL_FILE).await?;
-        let mut model = ScoringModel::from_parts(
-            model_location,
-            model,
-            get(SIDECAR_FILE).await?,
-            get(CARD_FILE).await?,
-        )?;
         let has_clock = store
             .exists(Area::Artifacts, &key(CLOCK_MODEL_FILE))
             .await?;
@@ -127,8 +122,50 @@ impl ScoringModel {
             true => Some(get(CLOCK_MODEL_FILE).await?),
             false => None,
         };
+        ScoringModel::assemble(
+            get(MODEL_FILE).await?,
+            get(SIDECAR_FILE).await?,
+            get(CARD_FILE).await?,
+            clock,
+        )
+    }
+
+    /// Builds a model from its files, each with the location it was read from.
+    fn assemble(
+        (model_location, model): (String, Bytes),
+        sidecar: (String, Bytes),
+        card: (String, Bytes),
+        clock: Option<(String, Bytes)>,
+    ) -> Result<ScoringModel, ScoringError> {
+        let mut model = ScoringModel::from_parts(model_location, model, sidecar, card)?;
         model.add_clock(clock)?;
         Ok(model)
+    }
+
+    /// Loads a version of the model registry, checking each file against
+    /// the digest its version record holds.
+    pub async fn load_version(
+        registry: &crate::registry::Registry,
+        version: u32,
+    ) -> Result<ScoringModel, ScoringError> {
+        let folder = registry.version_location(version);
+        let get = |file: &'static str| {
+            let location = format!("{folder}/{file}");
+            async move {
+                let bytes = registry.read_file(version, file).await?;
+                Ok::<_, ScoringError>((location, bytes))
+            }
+        };
+        let clock = match registry.has_file(version, CLOCK_MODEL_FILE).await? {
+            true => Some(get(CLOCK_MODEL_FILE).await?),
+            false => None,
+        };
+        ScoringModel::assemble(
+            get(MODEL_FILE).await?,
+            get(SIDECAR_FILE).await?,
+            get(CARD_FILE).await?,
+            clock,
+        )
     }
 
     /// Loads a model folder, or the folder of a `model.txt`, from the local disk.
@@ -152,20 +189,17 @@ impl ScoringModel {
             }
         };
 
-        let (model_location, model) = read(&model_path)?;
-        let mut model = ScoringModel::from_parts(
-            model_location,
-            model,
-            read(&folder.join(SIDECAR_FILE))?,
-            read(&folder.join(CARD_FILE))?,
-        )?;
         let clock_path = folder.join(CLOCK_MODEL_FILE);
         let clock = match clock_path.exists() {
             true => Some(read(&clock_path)?),
             false => None,
         };
-        model.add_clock(clock)?;
-        Ok(model)
+        ScoringModel::assemble(
+            read(&model_path)?,
+            read(&folder.join(SIDECAR_FILE))?,
+            read(&folder.join(CARD_FILE))?,
+            clock,
+        )
     }
 
     /// Adds the clock baseline when its file exists and the card describes it.

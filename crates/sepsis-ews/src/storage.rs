@@ -19,7 +19,7 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::config::{LayoutConfig, StorageConfig};
@@ -33,6 +33,10 @@ pub enum StorageError {
     NotFound { location: String },
     #[error("object already exists: {location}")]
     AlreadyExists { location: String },
+    #[error("{location} changed since it was read")]
+    Changed { location: String },
+    #[error("{location}: the {backend:?} backend has no conditional update")]
+    NoConditionalUpdate { location: String, backend: Backend },
     #[error("storage operation on {location} failed")]
     Backend {
         location: String,
@@ -265,6 +269,7 @@ impl Store {
         match source {
             object_store::Error::NotFound { .. } => StorageError::NotFound { location },
             object_store::Error::AlreadyExists { .. } => StorageError::AlreadyExists { location },
+            object_store::Error::Precondition { .. } => StorageError::Changed { location },
             source => StorageError::Backend { location, source },
         }
     }
@@ -288,6 +293,67 @@ impl Store {
     ) -> Result<(), StorageError> {
         let options = PutOptions {
             mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.inner
+            .put_opts(&self.location(area, key), PutPayload::from(data), options)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.backend_error(area, key, e))
+    }
+
+    /// Whether [`Store::put_if_unchanged`] can replace an object here: true
+    /// for S3 and memory, false for a local folder.
+    pub fn has_conditional_update(&self) -> bool {
+        self.backend != Backend::Local
+    }
+
+    /// Reads an object with the tag that a later
+    /// [`Store::put_if_unchanged`] checks, or `None` when it does not exist.
+    pub async fn get_tagged(
+        &self,
+        area: Area,
+        key: &str,
+    ) -> Result<Option<(Bytes, ObjectTag)>, StorageError> {
+        let result = match self.inner.get(&self.location(area, key)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.backend_error(area, key, e)),
+        };
+        let tag = ObjectTag(UpdateVersion {
+            e_tag: result.meta.e_tag.clone(),
+            version: result.meta.version.clone(),
+        });
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| self.backend_error(area, key, e))?;
+        Ok(Some((bytes, tag)))
+    }
+
+    /// Compare-and-swap: writes the object only if it is still the version
+    /// that `expected` tags, or, with `None`, only if it does not exist yet.
+    /// Fails with [`StorageError::Changed`] or [`StorageError::AlreadyExists`]
+    /// when another writer came first. Local folders have no conditional
+    /// update and fail with [`StorageError::NoConditionalUpdate`].
+    pub async fn put_if_unchanged(
+        &self,
+        area: Area,
+        key: &str,
+        data: Bytes,
+        expected: Option<&ObjectTag>,
+    ) -> Result<(), StorageError> {
+        let Some(expected) = expected else {
+            return self.put_if_absent(area, key, data).await;
+        };
+        if !self.has_conditional_update() {
+            return Err(StorageError::NoConditionalUpdate {
+                location: self.uri(area, key),
+                backend: self.backend,
+            });
+        }
+        let options = PutOptions {
+            mode: PutMode::Update(expected.0.clone()),
             ..Default::default()
         };
         self.inner
@@ -406,6 +472,10 @@ impl Store {
         }
     }
 }
+
+/// The version of an object as read, for a compare-and-swap write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectTag(UpdateVersion);
 
 /// A blocking reader over an object, made by [`Store::blocking_reader`].
 pub struct BlockingReader {

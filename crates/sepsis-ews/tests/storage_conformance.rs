@@ -57,6 +57,52 @@ async fn conformance(store: Store) {
         "v1"
     );
 
+    // Compare-and-swap where the backend has it: a write with a stale tag
+    // fails and changes nothing.
+    store
+        .put(Area::ModelRegistry, "m/cas", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let (_, tag) = store
+        .get_tagged(Area::ModelRegistry, "m/cas")
+        .await
+        .unwrap()
+        .unwrap();
+    let swapped = store
+        .put_if_unchanged(
+            Area::ModelRegistry,
+            "m/cas",
+            Bytes::from_static(b"b"),
+            Some(&tag),
+        )
+        .await;
+    if store.has_conditional_update() {
+        swapped.unwrap();
+        let stale = store
+            .put_if_unchanged(
+                Area::ModelRegistry,
+                "m/cas",
+                Bytes::from_static(b"c"),
+                Some(&tag),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(StorageError::Changed { .. })),
+            "{stale:?}"
+        );
+        assert_eq!(store.get(Area::ModelRegistry, "m/cas").await.unwrap(), "b");
+    } else {
+        assert!(
+            matches!(swapped, Err(StorageError::NoConditionalUpdate { .. })),
+            "{swapped:?}"
+        );
+    }
+    let absent = store
+        .get_tagged(Area::ModelRegistry, "m/none")
+        .await
+        .unwrap();
+    assert!(absent.is_none());
+
     // A missing object is NotFound, and the message names its location.
     let missing = store
         .get(Area::FeatureStore, "nope.json")
