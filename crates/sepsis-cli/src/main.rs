@@ -4,6 +4,7 @@
 
 mod logging;
 mod progress;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,10 +13,12 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sepsis_ews::config::{parse_override, Config, ConfigSources, LogFormat};
 use sepsis_ews::evaluate::Evaluation;
+use sepsis_ews::experiment::run_pipeline_tracked;
 use sepsis_ews::pipeline::{self, Context, PipelineOutcome};
 use sepsis_ews::policy::{number, percent, BaselineResult};
 use sepsis_ews::registry::{parse_version, Registry};
 use sepsis_ews::scoring::{self, ScoringModel};
+use sepsis_ews::tracking::TrackingSettings;
 
 /// Sepsis early-warning system: train and evaluate a 12-hour sepsis risk
 /// model on hourly ICU data.
@@ -107,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Tracked runs: the local run store and its sync to MLflow.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,7 +179,7 @@ fn main() -> ExitCode {
     // folder. With a model given as a local path it does not use the store.
     let (read_only, model_reference) = match &cli.command {
         Command::Predict { model, .. } | Command::Evaluate { model, .. } => (true, model.clone()),
-        Command::Registry { .. } => (true, None),
+        Command::Registry { .. } | Command::Runs { .. } => (true, None),
         _ => (false, None),
     };
     let model_is_path = model_reference
@@ -278,10 +286,25 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
     match cli.command {
         Command::Pipeline { data } => {
             let input = data.unwrap_or(default_input);
-            let outcome = pipeline::run_pipeline(&ctx, &input)
-                .await
-                .with_context(|| format!("pipeline on {} failed", input.display()))?;
-            report(json, &outcome, || pipeline_summary(&outcome))?;
+            let settings = TrackingSettings::from_env()?;
+            let (outcome, tracking) = run_pipeline_tracked(&ctx, &input, settings).await;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    eprintln!("tracking: {}", tracking.summary());
+                    return Err(anyhow::Error::from(error)
+                        .context(format!("pipeline on {} failed", input.display())));
+                }
+            };
+            let mut value = serde_json::to_value(&outcome)?;
+            value["tracking"] = serde_json::to_value(&tracking)?;
+            report(json, &value, || {
+                format!(
+                    "{}\n  tracking    {}",
+                    pipeline_summary(&outcome),
+                    tracking.summary()
+                )
+            })?;
         }
         Command::Data {
             command: DataCommand::Import { data },
@@ -369,6 +392,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             })?;
         }
         Command::Registry { command } => registry_command(&ctx, command, json).await?,
+        Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
         Command::Predict { data, out, model } => {
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, false)

@@ -31,6 +31,7 @@ fn sepsis(dir: &Path, args: &[&str]) -> Output {
         .env("SEPSIS__LOGGING__DIR", dir.join("logs"))
         .env("SEPSIS__TRAINING__NUM_THREADS", "1")
         .env_remove("RUST_LOG")
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .expect("the sepsis binary starts")
 }
@@ -1176,4 +1177,98 @@ fn a_failure_at_any_point_leaves_production_unchanged() {
     let after = registry_list(dir.path());
     assert_eq!(after["production"]["version"], run["registry_version"]);
     assert_eq!(after["production"]["history"], serde_json::json!([1]));
+}
+
+/// `sepsis pipeline` against a real MLflow server, read back with MLflow's
+/// Python client: the run, its params, metrics, tags and artifacts, and the
+/// alias `champion` on the promoted model. `scripts/test` starts the server.
+#[test]
+fn pipeline_run_is_tracked_in_mlflow() {
+    let uri = std::env::var("SEPSIS_TEST_MLFLOW_URI").expect(
+        "SEPSIS_TEST_MLFLOW_URI is not set: run the tests through scripts/test, \
+         which starts a local MLflow server",
+    );
+    let python = std::env::var("SEPSIS_TEST_PYTHON")
+        .expect("SEPSIS_TEST_PYTHON is not set: run the tests through scripts/test");
+    let dir = tempfile::tempdir().unwrap();
+    let unique = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('.', "-");
+    let experiment = format!("cli-{unique}");
+    let model = format!("sepsis-cli-{unique}");
+    let sample = sample();
+    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir.path())
+        .args(["pipeline", "--data", sample.to_str().unwrap(), "--json"])
+        .args(["--set", &format!("registry.model_name={model}")])
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .env("SEPSIS__LOGGING__DIR", dir.path().join("logs"))
+        .env("SEPSIS__TRAINING__NUM_THREADS", "1")
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .env("MLFLOW_EXPERIMENT_NAME", &experiment)
+        .env_remove("MLFLOW_TRACKING_USERNAME")
+        .env_remove("MLFLOW_TRACKING_PASSWORD")
+        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .output()
+        .unwrap();
+    let outcome = stdout_json(&output);
+    let tracking = &outcome["tracking"];
+    assert_eq!(tracking["state"], "recorded", "{tracking}");
+    assert_eq!(tracking["outcome"], "logged", "{tracking}");
+    let run_id = tracking["mlflow_run_id"].as_str().unwrap();
+
+    let checked = Command::new(python)
+        .arg(repo_path("scripts/check_mlflow.py"))
+        .args([run_id, "--model", &model])
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "check_mlflow.py failed: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let run = &read["run"];
+    assert_eq!(run["status"], "FINISHED");
+    assert_eq!(run["params"]["training.num_leaves"], "15");
+    let utility = run["metrics"]["validation.hourly.utility"]
+        .as_f64()
+        .unwrap();
+    let expected = outcome["metrics"]["model"]["hourly"]["utility"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (utility - expected).abs() < 1e-12,
+        "{utility} vs {expected}"
+    );
+    assert_eq!(run["tags"]["sepsis.data_digest"], outcome["data_digest"]);
+    assert_eq!(run["tags"]["sepsis.gate.promoted"], "true");
+    let artifacts: Vec<&str> = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for expected in [
+        "model/model.txt",
+        "model/model_card.json",
+        "report.html",
+        "validation/validation-report.json",
+        "gate.json",
+    ] {
+        assert!(
+            artifacts.contains(&expected),
+            "{expected} missing: {artifacts:?}"
+        );
+    }
+    // models:/<name>@champion resolves to this run's model.
+    let champion = &read["model"];
+    assert_eq!(champion["run_id"], run_id);
+    assert_eq!(champion["version"], "1");
+    assert!(champion["files"]["model.txt"].is_string(), "{champion}");
 }

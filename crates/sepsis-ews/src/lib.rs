@@ -10,6 +10,7 @@ pub mod assess;
 pub mod calibration;
 pub mod config;
 pub mod evaluate;
+pub mod experiment;
 pub mod failpoint;
 pub mod feature_store;
 pub mod features;
@@ -30,6 +31,7 @@ pub mod storage;
 pub mod table;
 #[cfg(test)]
 mod test_support;
+pub mod tracking;
 pub mod train;
 pub mod utility;
 pub mod validate;
