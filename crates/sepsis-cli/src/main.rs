@@ -115,6 +115,12 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Serve predictions of the production model over HTTP until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address and port to listen on, overriding serve.addr [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,7 +185,7 @@ fn main() -> ExitCode {
     // folder. With a model given as a local path it does not use the store.
     let (read_only, model_reference) = match &cli.command {
         Command::Predict { model, .. } | Command::Evaluate { model, .. } => (true, model.clone()),
-        Command::Registry { .. } | Command::Runs { .. } => (true, None),
+        Command::Registry { .. } | Command::Runs { .. } | Command::Serve { .. } => (true, None),
         _ => (false, None),
     };
     let model_is_path = model_reference
@@ -393,6 +399,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         }
         Command::Registry { command } => registry_command(&ctx, command, json).await?,
         Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
+        Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, false)
@@ -420,6 +427,38 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             })?;
         }
     }
+    Ok(())
+}
+
+/// Runs the prediction service. A training job started over the API runs
+/// this executable with the service's configuration file, `--set` flags and
+/// store.
+async fn serve(
+    global: &GlobalArgs,
+    ctx: &Context,
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(config) = &global.config {
+        args.extend(["--config".into(), config.into()]);
+    }
+    for text in set_flags_in_order() {
+        args.extend(["--set".into(), text.into()]);
+    }
+    args.extend(["--store".into(), ctx.config.storage.uri.clone().into()]);
+    let training = sepsis_serve::TrainSettings {
+        program: std::env::current_exe().context("cannot find the sepsis executable")?,
+        args,
+        token: sepsis_serve::ApiToken::from_env(),
+    };
+    let state = sepsis_serve::AppState::new(
+        ctx.registry(),
+        ctx.schema.clone(),
+        (&ctx.config.serve).into(),
+        training,
+    );
+    let addr = addr.unwrap_or(ctx.config.serve.addr);
+    sepsis_serve::run(addr, state).await?;
     Ok(())
 }
 

@@ -28,6 +28,12 @@ pub const ENV_PREFIX: &str = "SEPSIS__";
 /// The maximum feature window or delta: one week.
 const MAX_WINDOW_HOURS: u32 = 168;
 
+/// The largest request body the service may be configured to accept: 1 GiB.
+const MAX_SERVE_BODY_BYTES: u64 = 1 << 30;
+
+/// The shortest interval between two reads of the production pointer.
+const MIN_POLL_INTERVAL_MS: u64 = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} could not be read")]
@@ -62,6 +68,7 @@ pub struct RawConfig {
     pub alert: AlertConfig,
     pub registry: RegistryConfig,
     pub logging: LoggingConfig,
+    pub serve: ServeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +264,26 @@ pub struct LoggingConfig {
     pub level: String,
 }
 
+/// The prediction service, `sepsis serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address and port the service listens on.
+    pub addr: std::net::SocketAddr,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: u64,
+    /// Most hourly rows in one prediction request: flat rows, or the
+    /// observations of all patients together.
+    pub max_batch: u32,
+    /// Time a request may take, in milliseconds, before the service returns 408.
+    pub request_timeout_ms: u64,
+    /// How often the service reads the production pointer, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Feature contributions returned per result when a request sets
+    /// `explain` without `top_k`.
+    pub top_k: u32,
+}
+
 /// The checked configuration. Construct it with [`Config::load`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -269,6 +296,7 @@ pub struct Config {
     pub alert: AlertConfig,
     pub registry: RegistryConfig,
     pub logging: LoggingConfig,
+    pub serve: ServeConfig,
 }
 
 /// The configuration sources, in increasing precedence.
@@ -484,6 +512,38 @@ impl Config {
             )?;
         }
 
+        let serve = &raw.serve;
+        ensure(
+            (1..=MAX_SERVE_BODY_BYTES).contains(&serve.max_body_bytes),
+            "serve.max_body_bytes",
+            serve.max_body_bytes,
+            "must be between 1 and 1073741824 bytes (1 GiB)",
+        )?;
+        ensure(
+            serve.max_batch >= 1,
+            "serve.max_batch",
+            serve.max_batch,
+            "must be at least 1",
+        )?;
+        ensure(
+            serve.request_timeout_ms >= 1,
+            "serve.request_timeout_ms",
+            serve.request_timeout_ms,
+            "must be at least 1 millisecond",
+        )?;
+        ensure(
+            serve.poll_interval_ms >= MIN_POLL_INTERVAL_MS,
+            "serve.poll_interval_ms",
+            serve.poll_interval_ms,
+            "must be at least 100 milliseconds",
+        )?;
+        ensure(
+            serve.top_k >= 1,
+            "serve.top_k",
+            serve.top_k,
+            "must be at least 1",
+        )?;
+
         Ok(Config {
             storage: raw.storage,
             layout: raw.layout,
@@ -494,6 +554,7 @@ impl Config {
             alert: raw.alert,
             registry: raw.registry,
             logging: raw.logging,
+            serve: raw.serve,
         })
     }
 
@@ -627,6 +688,27 @@ mod tests {
     fn validation_fraction_out_of_range() {
         let error = load_with(&[("split.validation_fraction", "1.5")]).unwrap_err();
         assert!(error.to_string().contains("split.validation_fraction"));
+    }
+
+    #[test]
+    fn serve_defaults_load() {
+        let config = load_with(&[]).unwrap();
+        assert_eq!(config.serve.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.serve.max_body_bytes, 1 << 20);
+        assert_eq!(config.serve.max_batch, 1000);
+    }
+
+    #[test]
+    fn serve_values_are_checked() {
+        let error = load_with(&[("serve.poll_interval_ms", "10")]).unwrap_err();
+        assert!(
+            error.to_string().contains("serve.poll_interval_ms"),
+            "{error}"
+        );
+        let error = load_with(&[("serve.max_batch", "0")]).unwrap_err();
+        assert!(error.to_string().contains("serve.max_batch"), "{error}");
+        let error = load_with(&[("serve.addr", "localhost")]).unwrap_err();
+        assert!(error.to_string().contains("serve.addr"), "{error}");
     }
 
     #[test]

@@ -558,3 +558,27 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
         subgroups: crate::assess::subgroups(cohort, probabilities, rule, &data.groups),
     }
 }
+
+impl ScoringModel {
+    /// Computes the TreeSHAP contribution of each feature to the raw score
+    /// (log-odds, before calibration) of one row of computed features, as
+    /// returned by [`ScoringModel::score_with_features`]. The result has one
+    /// value per feature, in [`FeatureSpec::feature_names`] order, and then
+    /// the model's expected raw score.
+    pub fn contributions(
+        &self,
+        features: &[arrow::array::ArrayRef],
+        row: usize,
+    ) -> Result<Vec<f64>, ScoringError> {
+        let values: Vec<f32> = features
+            .iter()
+            .map(|column| column.as_primitive::<Float32Type>().value(row))
+            .collect();
+        self.trees
+            .contributions(&values)
+            .map_err(|e| ScoringError::Model {
+                location: self.location.clone(),
+                message: e.to_string(),
+            })
+    }
+}

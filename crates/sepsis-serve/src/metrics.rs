@@ -1,0 +1,174 @@
+//! Prometheus metrics of the service, rendered by `GET /metrics`.
+//!
+//! Each [`AppState`](crate::AppState) owns its own recorder instead of
+//! installing a process-wide one, so several services in one process (as in
+//! the tests) keep separate counts. Updates run the `metrics` macros with
+//! that recorder as the local recorder of the calling thread.
+
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const PREDICTED_PROBABILITY: &str = "predicted_probability";
+pub const PREDICTIONS: &str = "predictions_total";
+pub const ALERTS: &str = "alerts_total";
+pub const MODEL_INFO: &str = "model_info";
+pub const MODEL_LOADS: &str = "model_loads_total";
+pub const TRAINING_JOBS: &str = "training_jobs_total";
+
+/// Request latency buckets, in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Probability buckets: fine at the low end, where the alert thresholds of
+/// a rare outcome lie.
+const PROBABILITY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+];
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(PREDICTED_PROBABILITY.into()),
+                    &PROBABILITY_BUCKETS,
+                )
+            })
+            .expect("the bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { recorder, handle };
+        metrics.record(describe);
+        metrics
+    }
+
+    /// Runs `update` with this service's recorder as the thread's recorder.
+    pub fn record<T>(&self, update: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, update)
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains the histograms' recent samples into their buckets, which
+    /// otherwise grow until the next scrape.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.record(|| {
+            let labels = [
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ];
+            metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+            let labels = [("method", method.to_string()), ("route", route.to_string())];
+            metrics::histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+        });
+    }
+
+    pub fn observe_predictions(&self, probabilities: impl Iterator<Item = (f64, bool)>) {
+        self.record(|| {
+            let histogram = metrics::histogram!(PREDICTED_PROBABILITY);
+            let mut count = 0;
+            let mut alerts = 0;
+            for (probability, alert) in probabilities {
+                histogram.record(probability);
+                count += 1;
+                alerts += u64::from(alert);
+            }
+            metrics::counter!(PREDICTIONS).increment(count);
+            metrics::counter!(ALERTS).increment(alerts);
+        });
+    }
+
+    /// Marks `version` as the model being served and any earlier one as not.
+    pub fn model_changed(&self, previous: Option<u32>, version: u32) {
+        self.record(|| {
+            if let Some(previous) = previous {
+                metrics::gauge!(MODEL_INFO, "version" => previous.to_string()).set(0.0);
+            }
+            metrics::gauge!(MODEL_INFO, "version" => version.to_string()).set(1.0);
+            metrics::counter!(MODEL_LOADS, "outcome" => "loaded").increment(1);
+        });
+    }
+
+    pub fn model_load_failed(&self) {
+        self.record(|| metrics::counter!(MODEL_LOADS, "outcome" => "failed").increment(1));
+    }
+
+    /// Counts a training job event: `started`, `succeeded` or `failed`.
+    pub fn training_job(&self, event: &'static str) {
+        self.record(|| metrics::counter!(TRAINING_JOBS, "event" => event).increment(1));
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by method, route template and status code."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time from receiving a request to sending its response headers, by method and route template."
+    );
+    describe_histogram!(
+        PREDICTED_PROBABILITY,
+        "Calibrated sepsis probabilities returned by /predict."
+    );
+    describe_counter!(
+        PREDICTIONS,
+        Unit::Count,
+        "Probabilities returned by /predict."
+    );
+    describe_counter!(
+        ALERTS,
+        Unit::Count,
+        "Results of /predict whose alert decision was on."
+    );
+    describe_gauge!(
+        MODEL_INFO,
+        "1 for the registry version being served, 0 for versions served earlier."
+    );
+    describe_counter!(
+        MODEL_LOADS,
+        Unit::Count,
+        "Loads of a production model version, by outcome (loaded or failed)."
+    );
+    describe_counter!(
+        TRAINING_JOBS,
+        Unit::Count,
+        "Training jobs started over the API, and how they ended (started, succeeded, failed)."
+    );
+}
