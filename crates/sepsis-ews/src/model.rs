@@ -193,10 +193,24 @@ impl TreeModel {
                 actual: matrix.width,
             });
         }
-        let rows = matrix.rows();
+        Ok(self.predict_rows(&matrix.values[..matrix.rows() * width]))
+    }
+
+    /// Computes the probability of every row of row-major `values`, whose
+    /// rows are as wide as the model's inputs. Batches of at least
+    /// [`PARALLEL_ROWS`] rows are split over all cores; smaller ones, such as
+    /// the service's requests, run on the calling thread and start no thread.
+    ///
+    /// # Panics
+    /// When `values` is not a whole number of rows.
+    pub fn predict_rows(&self, values: &[f32]) -> Vec<f64> {
+        let width = self.feature_names.len();
+        assert_eq!(values.len() % width.max(1), 0, "values hold whole rows");
+        let rows = values.len().checked_div(width).unwrap_or(0);
         let mut output = vec![0.0; rows];
-        if rows == 0 {
-            return Ok(output);
+        if rows < PARALLEL_ROWS {
+            self.predict_block(values, width, &mut output);
+            return output;
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let rows_per_thread = rows.div_ceil(threads);
@@ -204,14 +218,18 @@ impl TreeModel {
             for (chunk_index, chunk) in output.chunks_mut(rows_per_thread).enumerate() {
                 let first = chunk_index * rows_per_thread;
                 scope.spawn(move || {
-                    let values = &matrix.values[first * width..(first + chunk.len()) * width];
+                    let values = &values[first * width..(first + chunk.len()) * width];
                     self.predict_block(values, width, chunk);
                 });
             }
         });
-        Ok(output)
+        output
     }
 }
+
+/// The batch size from which [`TreeModel::predict_rows`] uses every core.
+/// Below it, starting threads costs more than it saves.
+pub const PARALLEL_ROWS: usize = 4096;
 
 impl TreeModel {
     /// Scores rows in blocks, tree by tree, so one tree's nodes stay in the
@@ -663,6 +681,26 @@ mod tests {
             .replace("num_class=1", "num_class=3")
             .replace("objective=binary sigmoid:1", "objective=binary");
         assert!(TreeModel::parse(&text).is_err());
+    }
+
+    #[test]
+    fn batch_scores_equal_row_scores() {
+        let model = TreeModel::parse(STUMP).unwrap();
+        // One batch below the threading threshold and one above it.
+        for rows in [3, PARALLEL_ROWS + 5] {
+            let values: Vec<f32> = (0..rows * 2)
+                .map(|i| match i % 7 {
+                    0 => f32::NAN,
+                    k => k as f32 / 6.0,
+                })
+                .collect();
+            let batch = model.predict_rows(&values);
+            assert_eq!(batch.len(), rows);
+            for (row, score) in batch.iter().enumerate() {
+                let single = model.probability(&values[row * 2..row * 2 + 2]);
+                assert_eq!(score.to_bits(), single.to_bits(), "row {row} of {rows}");
+            }
+        }
     }
 
     #[test]

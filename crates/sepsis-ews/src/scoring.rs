@@ -318,15 +318,16 @@ impl ScoringModel {
 /// Runs the trees on each row of feature columns and returns LightGBM's
 /// probabilities.
 fn predict_columns(trees: &TreeModel, columns: &[&[f32]], rows: usize) -> Vec<f64> {
-    let mut row_values = vec![0.0f32; columns.len()];
-    (0..rows)
-        .map(|row| {
-            for (slot, column) in row_values.iter_mut().zip(columns) {
-                *slot = column[row];
-            }
-            trees.probability(&row_values)
-        })
-        .collect()
+    // Row-major, as the block evaluator reads it: one batch of the snapshot
+    // at a time, so the copy stays small.
+    let width = columns.len();
+    let mut values = vec![0.0f32; rows * width];
+    for (index, column) in columns.iter().enumerate() {
+        for (row, value) in column[..rows].iter().enumerate() {
+            values[row * width + index] = *value;
+        }
+    }
+    trees.predict_rows(&values)
 }
 
 /// A scored input file.
