@@ -1008,7 +1008,7 @@ fn version_numbers(list: &serde_json::Value) -> Vec<u64> {
 }
 
 #[test]
-fn second_run_on_the_same_data_keeps_production_on_the_first() {
+fn gate_keeps_production_on_tie() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
     let args = ["pipeline", "--data", sample.to_str().unwrap(), "--json"];
@@ -1043,8 +1043,8 @@ fn second_run_on_the_same_data_keeps_production_on_the_first() {
     assert_eq!(&stored, gate);
 
     // Each version is whole and names its data, features and code.
-    let shown = stdout_json(&sepsis(dir.path(), &["registry", "show", "v2", "--json"]));
-    let record = &shown["version"];
+    let version_json = stdout_json(&sepsis(dir.path(), &["registry", "show", "v2", "--json"]));
+    let record = &version_json["version"];
     assert_eq!(record["data_digest"], second["data_digest"]);
     assert_eq!(record["feature_set_version"], "causal-1");
     let files: Vec<&str> = record["files"]
@@ -1105,7 +1105,7 @@ fn second_run_on_the_same_data_keeps_production_on_the_first() {
 /// A run that fails at any point leaves production as it was and the
 /// registry readable; the next run still works.
 #[test]
-fn a_failure_at_any_point_leaves_production_unchanged() {
+fn failure_leaves_production_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
     let data = sample.to_str().unwrap();

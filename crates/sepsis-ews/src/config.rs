@@ -205,7 +205,7 @@ pub struct RegistryConfig {
 pub struct GateConfig {
     /// The measure compared with production, on the validation patients.
     pub metric: GateMetric,
-    /// Least gain of the candidate over production for a promotion.
+    /// Minimum gain of the candidate over production for a promotion.
     pub min_improvement: f64,
     /// Least values the first model must reach to become production.
     #[serde(default)]

@@ -23,7 +23,7 @@ use crate::validate;
 /// The configuration sections logged as params.
 const PARAM_SECTIONS: [&str; 6] = ["split", "features", "training", "alert", "registry", "data"];
 
-/// What became of the run's tracking.
+/// The outcome of the run's tracking.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TrackingReport {

@@ -198,7 +198,7 @@ impl TreeModel {
 
     /// Computes the probability of every row of row-major `values`, whose
     /// rows are as wide as the model's inputs. Batches of at least
-    /// [`PARALLEL_ROWS`] rows are split over all cores; smaller ones, such as
+    /// [`PARALLEL_ROWS`] rows are split over all cores. Smaller ones, such as
     /// the service's requests, run on the calling thread and start no thread.
     ///
     /// # Panics

@@ -118,7 +118,7 @@ impl Context {
         })
     }
 
-    /// The registry of the configured model name.
+    /// Opens the registry of the configured model name.
     pub fn registry(&self) -> Registry {
         Registry::new(self.store.clone(), &self.config.registry.model_name)
     }
@@ -561,12 +561,7 @@ pub async fn register_run(ctx: &Context, run_id: &str) -> Result<VersionRecord, 
         location: ctx.store.uri(Area::Artifacts, &run_key(run_id, "")),
         message: "no complete run with this id; `sepsis train` makes one".into(),
     };
-    let valid_id = !run_id.is_empty()
-        && !run_id.starts_with('.')
-        && run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid_id
+    if !scoring::is_run_id(run_id)
         || !ctx
             .store
             .exists(Area::Artifacts, &run_key(run_id, MODEL_FILE))
@@ -702,8 +697,8 @@ pub async fn run_gate(
     Ok(decision)
 }
 
-/// Measures production on the candidate's validation patients, or says why
-/// it cannot be.
+/// Measures production on the candidate's validation patients, or returns
+/// the reason it cannot be measured there.
 async fn measure_production(
     ctx: &Context,
     registry: &Registry,

@@ -289,7 +289,17 @@ impl Registry {
     /// Reads a file of a complete version and checks its digest.
     pub async fn read_file(&self, version: u32, name: &str) -> Result<Bytes, RegistryError> {
         let record = self.version(version).await?;
-        let key = format!("{}/{name}", self.version_prefix(version));
+        self.read_checked(&record, name).await
+    }
+
+    /// Reads a file of the version that `record` describes, as read with
+    /// [`Registry::version`], and checks its digest against the record.
+    pub async fn read_checked(
+        &self,
+        record: &VersionRecord,
+        name: &str,
+    ) -> Result<Bytes, RegistryError> {
+        let key = format!("{}/{name}", self.version_prefix(record.version));
         let bytes = self.store.get(Area::ModelRegistry, &key).await?;
         if let Some(file) = record.files.iter().find(|f| f.name == name) {
             if file.sha256 != sha256_hex(&bytes) {
@@ -300,16 +310,6 @@ impl Registry {
             }
         }
         Ok(bytes)
-    }
-
-    /// Tells whether a complete version contains a file.
-    pub async fn has_file(&self, version: u32, name: &str) -> Result<bool, RegistryError> {
-        Ok(self
-            .version(version)
-            .await?
-            .files
-            .iter()
-            .any(|f| f.name == name))
     }
 
     /// Reads the production pointer, or `None` before the first promotion.

@@ -33,6 +33,16 @@ pub const CARD_FILE: &str = "model_card.json";
 pub const CARD_MARKDOWN_FILE: &str = "model_card.md";
 pub const CLOCK_MODEL_FILE: &str = "clock_model.txt";
 
+/// Checks that `text` can be a run id: letters, digits, '-', '_' and '.',
+/// not starting with '.', so it names one folder under `artifacts/runs/`.
+pub fn is_run_id(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
     #[error("{location}: {message}")]
@@ -95,13 +105,8 @@ impl ScoringModel {
             return ScoringModel::load_folder(path);
         }
 
-        let valid_id = !reference.is_empty()
-            && reference
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !reference.starts_with('.');
         let key = |file: &str| format!("runs/{reference}/{file}");
-        if !valid_id || !store.exists(Area::Artifacts, &key(MODEL_FILE)).await? {
+        if !is_run_id(reference) || !store.exists(Area::Artifacts, &key(MODEL_FILE)).await? {
             return Err(ScoringError::ModelNotFound {
                 reference: reference.to_string(),
                 runs: store.uri(Area::Artifacts, "runs/"),
@@ -149,14 +154,17 @@ impl ScoringModel {
         version: u32,
     ) -> Result<ScoringModel, ScoringError> {
         let folder = registry.version_location(version);
+        // One read of the version record serves every file's digest check.
+        let record = registry.version(version).await?;
         let get = |file: &'static str| {
             let location = format!("{folder}/{file}");
+            let record = &record;
             async move {
-                let bytes = registry.read_file(version, file).await?;
+                let bytes = registry.read_checked(record, file).await?;
                 Ok::<_, ScoringError>((location, bytes))
             }
         };
-        let clock = match registry.has_file(version, CLOCK_MODEL_FILE).await? {
+        let clock = match record.files.iter().any(|f| f.name == CLOCK_MODEL_FILE) {
             true => Some(get(CLOCK_MODEL_FILE).await?),
             false => None,
         };

@@ -302,8 +302,8 @@ impl Store {
             .map_err(|e| self.backend_error(area, key, e))
     }
 
-    /// Whether [`Store::put_if_unchanged`] can replace an object here: true
-    /// for S3 and memory, false for a local folder.
+    /// Returns whether [`Store::put_if_unchanged`] can replace an object
+    /// here: true for S3 and memory, false for a local folder.
     pub fn has_conditional_update(&self) -> bool {
         self.backend != Backend::Local
     }

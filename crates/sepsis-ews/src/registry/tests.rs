@@ -29,16 +29,16 @@ fn versions_parse_with_or_without_v() {
 }
 
 #[tokio::test]
-async fn a_version_records_its_files_and_digests() {
+async fn version_records_files_and_digests() {
     let registry = Registry::new(Store::in_memory(), "m");
-    let made = registry
+    let created = registry
         .create_version(record(), &[("model.txt", Bytes::from("trees"))])
         .await
         .unwrap();
-    assert_eq!(made.version, 1);
-    assert_eq!(made.model_name, "m");
-    assert_eq!(made.files[0].sha256, sha256_hex(b"trees"));
-    assert_eq!(registry.version(1).await.unwrap(), made);
+    assert_eq!(created.version, 1);
+    assert_eq!(created.model_name, "m");
+    assert_eq!(created.files[0].sha256, sha256_hex(b"trees"));
+    assert_eq!(registry.version(1).await.unwrap(), created);
     assert_eq!(
         registry.read_file(1, "model.txt").await.unwrap(),
         Bytes::from("trees")
@@ -52,7 +52,7 @@ async fn a_version_records_its_files_and_digests() {
 }
 
 #[tokio::test]
-async fn an_unfinished_version_is_not_listed_and_keeps_its_number() {
+async fn unfinished_version_is_skipped() {
     let store = Store::in_memory();
     let registry = Registry::new(store.clone(), "m");
     // A run that stopped after claiming v1 and writing its model.
@@ -74,7 +74,7 @@ async fn an_unfinished_version_is_not_listed_and_keeps_its_number() {
 }
 
 #[tokio::test]
-async fn a_changed_file_is_detected() {
+async fn version_changed_file_is_detected() {
     let store = Store::in_memory();
     let registry = Registry::new(store.clone(), "m");
     registry
@@ -125,7 +125,7 @@ async fn rollback_without_production_is_refused() {
 }
 
 #[tokio::test]
-async fn a_corrupt_pointer_is_reported_with_its_location() {
+async fn corrupt_pointer_names_location() {
     let store = Store::in_memory();
     let registry = Registry::new(store.clone(), "m");
     store
@@ -138,7 +138,7 @@ async fn a_corrupt_pointer_is_reported_with_its_location() {
 
 /// Two writers read the same pointer, then both try to move it: the second
 /// write must fail whatever the timing, on both pointer designs.
-async fn stale_writer_is_refused(store: Store) {
+async fn check_stale_writer_rejected(store: Store) {
     let registry = Registry::new(store, "m");
     for _ in 0..3 {
         registry.create_version(record(), &[]).await.unwrap();
@@ -170,12 +170,12 @@ async fn stale_writer_is_refused(store: Store) {
 }
 
 #[tokio::test]
-async fn a_stale_writer_is_refused_by_compare_and_swap() {
-    stale_writer_is_refused(Store::in_memory()).await;
+async fn pointer_cas_rejects_stale_writer() {
+    check_stale_writer_rejected(Store::in_memory()).await;
 }
 
 #[tokio::test]
-async fn a_stale_writer_is_refused_by_numbered_records() {
+async fn pointer_records_reject_stale_writer() {
     let dir = tempfile::tempdir().unwrap();
     let config = crate::config::StorageConfig {
         uri: dir.path().display().to_string(),
@@ -183,5 +183,5 @@ async fn a_stale_writer_is_refused_by_numbered_records() {
     };
     let store = Store::open(&config, &crate::config::LayoutConfig::default()).unwrap();
     assert!(!store.has_conditional_update());
-    stale_writer_is_refused(store).await;
+    check_stale_writer_rejected(store).await;
 }
