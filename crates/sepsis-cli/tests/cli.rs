@@ -164,6 +164,7 @@ fn pipeline_on_sample_prints_one_json_object() {
         "model_card.json",
         "model_card.md",
         "clock_model.txt",
+        "drift_reference.json",
         "metrics.json",
         "report.html",
         "config.json",

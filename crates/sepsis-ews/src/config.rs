@@ -34,6 +34,9 @@ const MAX_SERVE_BODY_BYTES: u64 = 1 << 30;
 /// The shortest interval between two reads of the production pointer.
 const MIN_POLL_INTERVAL_MS: u64 = 100;
 
+/// The largest drift window: about 45 bytes per row, so 45 MB at most.
+const MAX_DRIFT_WINDOW_ROWS: u32 = 1_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} could not be read")]
@@ -282,6 +285,10 @@ pub struct ServeConfig {
     /// Feature contributions returned per result when a request sets
     /// `explain` without `top_k`.
     pub top_k: u32,
+    /// Most recent scored rows the drift gauges are computed over.
+    pub drift_window_rows: u32,
+    /// Rows the drift window needs before the service reports a PSI.
+    pub drift_min_rows: u32,
 }
 
 /// The checked configuration. Construct it with [`Config::load`].
@@ -542,6 +549,18 @@ impl Config {
             "serve.top_k",
             serve.top_k,
             "must be at least 1",
+        )?;
+        ensure(
+            (1..=MAX_DRIFT_WINDOW_ROWS).contains(&serve.drift_window_rows),
+            "serve.drift_window_rows",
+            serve.drift_window_rows,
+            "must be between 1 and 1000000 rows",
+        )?;
+        ensure(
+            (1..=serve.drift_window_rows).contains(&serve.drift_min_rows),
+            "serve.drift_min_rows",
+            serve.drift_min_rows,
+            "must be at least 1 and at most serve.drift_window_rows",
         )?;
 
         Ok(Config {

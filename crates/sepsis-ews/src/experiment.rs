@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::drift::DRIFT_REFERENCE_FILE;
 use crate::pipeline::{self, Context, PipelineError, PipelineOutcome};
 use crate::scoring;
 use crate::storage::Area;
@@ -156,6 +157,7 @@ async fn finish(
         (scoring::CARD_FILE, "model/model_card.json"),
         (scoring::CARD_MARKDOWN_FILE, "model/model_card.md"),
         (pipeline::CLOCK_MODEL_FILE, "model/clock_model.txt"),
+        (DRIFT_REFERENCE_FILE, "model/drift_reference.json"),
         (pipeline::REPORT_FILE, "report.html"),
         (pipeline::METRICS_FILE, "metrics.json"),
         (pipeline::GATE_FILE, "gate.json"),

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::assess::{self, SubgroupResult};
 use crate::config::{Config, GateMetric};
+use crate::drift::{DriftReference, DRIFT_REFERENCE_FILE};
 use crate::evaluate::{Cohort, Evaluation};
 use crate::failpoint::{self, InjectedFailure};
 use crate::feature_store::{self, FeatureManifest, FeatureStoreError};
@@ -374,22 +375,31 @@ pub async fn run_train(
         let training = ctx.config.training.clone();
         let alert = ctx.config.alert.clone();
         let fit_spec = spec.clone();
-        let fitted =
-            tokio::task::spawn_blocking(move || assess::fit(data, &fit_spec, &training, &alert))
-                .await
-                .expect("the training thread does not panic");
+        let (fitted, drift_inputs) = tokio::task::spawn_blocking(move || {
+            // The inputs' reference distributions, from the rows the trees fit.
+            let drift_inputs = DriftReference::inputs_of(&fit_spec, &data.fit.values);
+            (
+                assess::fit(data, &fit_spec, &training, &alert),
+                drift_inputs,
+            )
+        })
+        .await
+        .expect("the training thread does not panic");
         ctx.progress.end();
         Ok::<_, PipelineError>((
             fitted?,
-            fit_patients,
-            calibration_patients,
-            validation_patients,
-            validation_rows,
+            drift_inputs,
+            (fit_patients, calibration_patients),
+            (validation_patients, validation_rows),
         ))
     };
-    let rows = |fitted: &(assess::Fitted, usize, usize, usize, usize)| fitted.0.fit_rows as u64;
-    let (fitted, fit_patients, calibration_patients, validation_patients, validation_rows) =
-        step("train", rows, work).await?;
+    let rows = |fitted: &(assess::Fitted, _, _, _)| fitted.0.fit_rows as u64;
+    let (
+        fitted,
+        (drift_rows, drift_inputs),
+        (fit_patients, calibration_patients),
+        (validation_patients, validation_rows),
+    ) = step("train", rows, work).await?;
 
     let work = async {
         let assess_spec = spec.clone();
@@ -452,6 +462,11 @@ pub async fn run_train(
             top_features,
         };
         let report = report::run_report(&metrics, &card, &assessed);
+        let drift = DriftReference::new(
+            drift_rows,
+            drift_inputs,
+            DriftReference::prediction_of(&assessed.validation_probabilities),
+        );
 
         let store = &ctx.store;
         let put = |file: &'static str, bytes: Bytes| {
@@ -463,6 +478,7 @@ pub async fn run_train(
         put(scoring::CARD_FILE, to_json(&card)).await?;
         put(scoring::CARD_MARKDOWN_FILE, Bytes::from(card.to_markdown())).await?;
         put(CLOCK_MODEL_FILE, Bytes::from(fitted.clock_text.clone())).await?;
+        put(DRIFT_REFERENCE_FILE, to_json(&drift)).await?;
         put(METRICS_FILE, to_json(&metrics)).await?;
         put(REPORT_FILE, Bytes::from(report)).await?;
         // The model file last: a run folder with a model is complete.
@@ -600,6 +616,13 @@ pub async fn register_run(ctx: &Context, run_id: &str) -> Result<VersionRecord, 
         });
     }
     files.push((TRANSFORMER_FILE, to_json(&ctx.schema)));
+    // Runs trained before drift monitoring have no reference; their
+    // versions are served without drift gauges.
+    let drift_key = run_key(run_id, DRIFT_REFERENCE_FILE);
+    if ctx.store.exists(Area::Artifacts, &drift_key).await? {
+        let bytes = ctx.store.get(Area::Artifacts, &drift_key).await?;
+        files.push((DRIFT_REFERENCE_FILE, bytes));
+    }
 
     let mut summary = std::collections::BTreeMap::new();
     for metric in [

@@ -15,6 +15,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use bytes::Bytes;
 
+use crate::drift::{DriftReference, DRIFT_REFERENCE_FILE};
 use crate::evaluate::Cohort;
 use crate::features::{FeatureError, FeatureSpec, PatientBatches};
 use crate::import::ImportError;
@@ -79,6 +80,9 @@ pub struct ScoringModel {
     pub card: ModelCard,
     /// The location the model was read from.
     pub location: String,
+    /// The reference distributions for drift monitoring, loaded with a
+    /// registry version that has them.
+    pub drift: Option<DriftReference>,
 }
 
 /// The scores of a batch of rows.
@@ -168,12 +172,21 @@ impl ScoringModel {
             true => Some(get(CLOCK_MODEL_FILE).await?),
             false => None,
         };
-        ScoringModel::assemble(
+        let mut model = ScoringModel::assemble(
             get(MODEL_FILE).await?,
             get(SIDECAR_FILE).await?,
             get(CARD_FILE).await?,
             clock,
-        )
+        )?;
+        if record.files.iter().any(|f| f.name == DRIFT_REFERENCE_FILE) {
+            let (location, bytes) = get(DRIFT_REFERENCE_FILE).await?;
+            let reference = DriftReference::from_json(&bytes).map_err(|e| ScoringError::Model {
+                location,
+                message: e.to_string(),
+            })?;
+            model.drift = Some(reference);
+        }
+        Ok(model)
     }
 
     /// Loads a model folder, or the folder of a `model.txt`, from the local disk.
@@ -269,6 +282,7 @@ impl ScoringModel {
             sidecar,
             card,
             location,
+            drift: None,
         })
     }
 

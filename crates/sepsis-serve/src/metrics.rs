@@ -11,6 +11,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use sepsis_ews::drift::DriftReport;
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -20,6 +21,10 @@ pub const ALERTS: &str = "alerts_total";
 pub const MODEL_INFO: &str = "model_info";
 pub const MODEL_LOADS: &str = "model_loads_total";
 pub const TRAINING_JOBS: &str = "training_jobs_total";
+pub const MODEL_READY: &str = "model_ready";
+pub const INPUT_DRIFT: &str = "input_drift_psi";
+pub const PREDICTION_DRIFT: &str = "prediction_drift_psi";
+pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
 
 /// Request latency buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -57,7 +62,10 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let metrics = Metrics { recorder, handle };
-        metrics.record(describe);
+        metrics.record(|| {
+            describe();
+            metrics::gauge!(MODEL_READY).set(0.0);
+        });
         metrics
     }
 
@@ -112,12 +120,31 @@ impl Metrics {
                 metrics::gauge!(MODEL_INFO, "version" => previous.to_string()).set(0.0);
             }
             metrics::gauge!(MODEL_INFO, "version" => version.to_string()).set(1.0);
+            metrics::gauge!(MODEL_READY).set(1.0);
             metrics::counter!(MODEL_LOADS, "outcome" => "loaded").increment(1);
         });
     }
 
     pub fn model_load_failed(&self) {
         self.record(|| metrics::counter!(MODEL_LOADS, "outcome" => "failed").increment(1));
+    }
+
+    /// Sets the drift gauges from the served model's window. Below
+    /// `min_rows` rows, and after a swap to a model with a new window, the
+    /// PSI gauges read NaN, which no threshold comparison matches.
+    pub fn observe_drift(&self, report: Option<&DriftReport>, min_rows: usize) {
+        let Some(report) = report else {
+            return;
+        };
+        self.record(|| {
+            metrics::gauge!(DRIFT_WINDOW_ROWS).set(report.rows as f64);
+            let enough = report.rows >= min_rows;
+            let value = |psi: f64| if enough { psi } else { f64::NAN };
+            for (feature, psi) in &report.inputs {
+                metrics::gauge!(INPUT_DRIFT, "feature" => feature.clone()).set(value(*psi));
+            }
+            metrics::gauge!(PREDICTION_DRIFT).set(value(report.prediction));
+        });
     }
 
     /// Counts a training job event: `started`, `succeeded` or `failed`.
@@ -165,6 +192,23 @@ fn describe() {
         MODEL_LOADS,
         Unit::Count,
         "Loads of a production model version, by outcome (loaded or failed)."
+    );
+    describe_gauge!(
+        MODEL_READY,
+        "1 once a production model is loaded and served, 0 before."
+    );
+    describe_gauge!(
+        INPUT_DRIFT,
+        "Population stability index of each input column over the drift window, against the served model's training reference; NaN until the window holds serve.drift_min_rows rows."
+    );
+    describe_gauge!(
+        PREDICTION_DRIFT,
+        "Population stability index of the predicted probabilities over the drift window, against the served model's validation probabilities; NaN until the window holds serve.drift_min_rows rows."
+    );
+    describe_gauge!(
+        DRIFT_WINDOW_ROWS,
+        Unit::Count,
+        "Scored rows in the drift window of the served model."
     );
     describe_counter!(
         TRAINING_JOBS,

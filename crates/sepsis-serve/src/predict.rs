@@ -127,6 +127,19 @@ pub fn score(
         }
     }
 
+    if let Some(drift) = &loaded.drift {
+        let columns: Vec<_> = scored
+            .features
+            .iter()
+            .map(|array| array.as_primitive::<Float32Type>())
+            .collect();
+        let probability = &scored.scores.probability;
+        drift.observe(
+            picked.iter().map(|&(row, ..)| (row, probability[row])),
+            |row, column| columns[column].value(row),
+        );
+    }
+
     let rule = model.card.policy.rule;
     let mut results = Vec::with_capacity(picked.len());
     for (row, index, patient_id) in picked {

@@ -188,6 +188,14 @@ pub async fn predict(
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Metrics with HELP and TYPE lines", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let model = state.model();
+    let drift = model
+        .as_ref()
+        .and_then(|m| m.drift.as_ref())
+        .map(|d| d.report());
+    state
+        .metrics()
+        .observe_drift(drift.as_ref(), state.settings().drift_min_rows);
     let mut response = state.metrics().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use sepsis_ews::config::ServeConfig;
+use sepsis_ews::drift::{DriftProfile, DriftReport, DriftWindow};
 use sepsis_ews::registry::Registry;
 use sepsis_ews::schema::Schema;
 use sepsis_ews::scoring::{ScoringError, ScoringModel};
@@ -29,6 +30,8 @@ pub struct ServeSettings {
     pub request_timeout: Duration,
     pub poll_interval: Duration,
     pub top_k: usize,
+    pub drift_window_rows: usize,
+    pub drift_min_rows: usize,
 }
 
 impl From<&ServeConfig> for ServeSettings {
@@ -39,6 +42,8 @@ impl From<&ServeConfig> for ServeSettings {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             top_k: config.top_k as usize,
+            drift_window_rows: config.drift_window_rows as usize,
+            drift_min_rows: config.drift_min_rows as usize,
         }
     }
 }
@@ -51,6 +56,53 @@ pub struct LoadedModel {
     pub run_id: String,
     /// When this service loaded it, RFC 3339.
     pub loaded_at: String,
+    /// The rows this model scored most recently, when its version has a
+    /// drift reference.
+    pub drift: Option<DriftMonitor>,
+}
+
+/// A model's drift reference and the bins of its recent rows.
+#[derive(Debug)]
+pub struct DriftMonitor {
+    profile: Arc<DriftProfile>,
+    window: Mutex<DriftWindow>,
+}
+
+impl DriftMonitor {
+    fn new(profile: DriftProfile, window_rows: usize) -> DriftMonitor {
+        let profile = Arc::new(profile);
+        DriftMonitor {
+            window: Mutex::new(DriftWindow::new(profile.clone(), window_rows)),
+            profile,
+        }
+    }
+
+    /// Adds the inputs and probabilities of scored rows to the window.
+    /// `value(row, column)` reads a model feature of a row. The rows are
+    /// binned before the window is locked.
+    pub fn observe(
+        &self,
+        rows: impl Iterator<Item = (usize, f64)>,
+        value: impl Fn(usize, usize) -> f32,
+    ) {
+        let mut bins = Vec::new();
+        for (row, probability) in rows {
+            self.profile
+                .bin_row(|column| value(row, column), probability, &mut bins);
+        }
+        let mut window = self.window.lock().expect("the lock is not poisoned");
+        for row in bins.chunks_exact(self.profile.width()) {
+            window.push(row);
+        }
+    }
+
+    /// The PSI of every input and of the probabilities over the window.
+    pub fn report(&self) -> DriftReport {
+        self.window
+            .lock()
+            .expect("the lock is not poisoned")
+            .report()
+    }
 }
 
 /// The outcome of one read of the production pointer.
@@ -218,11 +270,13 @@ impl AppState {
                 configured: self.inner.schema.digest.clone(),
             });
         }
+        let drift = self.drift_monitor(&model, production.version);
         let loaded = LoadedModel {
             run_id: model.sidecar.run_id.clone(),
             model,
             version: production.version,
             loaded_at: chrono::Utc::now().to_rfc3339(),
+            drift,
         };
         tracing::info!(
             model = registry.model_name(),
@@ -237,6 +291,28 @@ impl AppState {
             .metrics
             .model_changed(previous, production.version);
         Ok(Refresh::Loaded(production.version))
+    }
+
+    /// A drift monitor for a model, or none when its version has no usable
+    /// reference: the model is then served without drift gauges.
+    fn drift_monitor(&self, model: &ScoringModel, version: u32) -> Option<DriftMonitor> {
+        let Some(reference) = &model.drift else {
+            tracing::info!(
+                version,
+                "the version has no drift reference; drift is not monitored"
+            );
+            return None;
+        };
+        match reference.resolve(&model.spec().feature_names) {
+            Ok(profile) => Some(DriftMonitor::new(
+                profile,
+                self.inner.settings.drift_window_rows,
+            )),
+            Err(error) => {
+                tracing::warn!(version, error = %error, "drift is not monitored");
+                None
+            }
+        }
     }
 
     /// Polls the production pointer every `poll_interval`, or sooner when

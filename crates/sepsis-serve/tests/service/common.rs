@@ -123,6 +123,8 @@ pub fn settings() -> ServeSettings {
         request_timeout: Duration::from_secs(60),
         poll_interval: Duration::from_millis(100),
         top_k: 5,
+        drift_window_rows: 10_000,
+        drift_min_rows: 1000,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod common;
+mod drift;
 mod hot_swap;
 mod malformed;
 mod socket;
