@@ -383,9 +383,10 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             ..
         } => {
             let model = load_model(&ctx, model).await?;
-            let scored = scoring::score_file(&ctx.schema, &data, &model, true)
-                .await
-                .with_context(|| format!("scoring {} failed", data.display()))?;
+            let scored =
+                scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Evaluate)
+                    .await
+                    .with_context(|| format!("scoring {} failed", data.display()))?;
             let source = data.display().to_string();
             let evaluation = scoring::evaluate_scored(&model, &scored, &source);
             report(json, &evaluation, || {
@@ -402,7 +403,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
             let model = load_model(&ctx, model).await?;
-            let scored = scoring::score_file(&ctx.schema, &data, &model, false)
+            let scored = scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Predict)
                 .await
                 .with_context(|| format!("scoring {} failed", data.display()))?;
             write_predictions(&out, &scored)
@@ -705,31 +706,58 @@ fn new_file_permissions() -> std::fs::Permissions {
     }
 }
 
+/// Rows formatted per thread and round by [`write_rows`].
+const WRITE_ROUND_ROWS: usize = 1 << 16;
+
+/// Writes the header and one line per row. The lines are formatted on all
+/// cores, a round of rows at a time, and written in row order.
 fn write_rows(
     writer: &mut impl std::io::Write,
     scored: &scoring::ScoredData,
 ) -> anyhow::Result<()> {
     writeln!(writer, "patient_id,hour,probability,alert")?;
-    let scores = &scored.scores;
-    for (row, id) in scored.patient_ids.iter().enumerate() {
-        writeln!(
-            writer,
-            "{},{},{},{}",
-            csv_field(id),
-            scored.cohort.hours[row],
-            scores.probability[row],
-            u8::from(scores.alert[row])
-        )?;
+    let rows = scored.patient_ids.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut texts = vec![Vec::new(); threads];
+    for round in (0..rows).step_by(WRITE_ROUND_ROWS * threads) {
+        std::thread::scope(|scope| {
+            for (index, text) in texts.iter_mut().enumerate() {
+                let start = (round + index * WRITE_ROUND_ROWS).min(rows);
+                let end = (start + WRITE_ROUND_ROWS).min(rows);
+                scope.spawn(move || format_rows(text, scored, start..end));
+            }
+        });
+        for text in &texts {
+            writer.write_all(text)?;
+        }
     }
     Ok(())
 }
 
+/// Formats the output lines of `rows` into `text`, replacing its contents.
+fn format_rows(text: &mut Vec<u8>, scored: &scoring::ScoredData, rows: std::ops::Range<usize>) {
+    use std::io::Write as _;
+    text.clear();
+    let scores = &scored.scores;
+    for row in rows {
+        writeln!(
+            text,
+            "{},{},{},{}",
+            csv_field(&scored.patient_ids[row]),
+            scored.cohort.hours[row],
+            scores.probability[row],
+            u8::from(scores.alert[row])
+        )
+        .expect("writing to memory does not fail");
+    }
+}
+
 /// Quotes a CSV field when it contains a comma, quote or line break.
-fn csv_field(text: &str) -> String {
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
     } else {
-        text.to_string()
+        text.into()
     }
 }
 

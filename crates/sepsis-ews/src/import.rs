@@ -399,6 +399,37 @@ enum FieldSource {
 struct Plan {
     fields: Vec<FieldSource>,
     label_present: bool,
+    /// The role of each schema column in [`build_row`], so that rows
+    /// compare no column names.
+    roles: Vec<ColumnRole>,
+}
+
+/// The parts a schema column plays in [`build_row`].
+#[derive(Debug, Clone, Copy)]
+struct ColumnRole {
+    is_id: bool,
+    is_time: bool,
+    is_outcome: bool,
+    /// A value is required in every row: the id, hour and label columns,
+    /// and the outcome column when the schema requires it.
+    required: bool,
+}
+
+impl ColumnRole {
+    fn of(schema: &Schema, name: &str) -> ColumnRole {
+        let is_id = name == schema.id_column;
+        let is_time = name == schema.time_column;
+        let is_outcome = schema.outcome_column.as_deref() == Some(name);
+        ColumnRole {
+            is_id,
+            is_time,
+            is_outcome,
+            required: is_id
+                || is_time
+                || name == schema.label_column
+                || (schema.outcome_required && is_outcome),
+        }
+    }
 }
 
 fn convert(
@@ -662,6 +693,9 @@ fn plan_columns(
     Ok(Plan {
         fields,
         label_present,
+        roles: (schema.columns.iter())
+            .map(|c| ColumnRole::of(schema, &c.name))
+            .collect(),
     })
 }
 
@@ -693,7 +727,7 @@ fn build_row(
     let mut hour = None;
     let mut positive_outcome = false;
 
-    for (column, field) in schema.columns.iter().zip(&plan.fields) {
+    for ((column, field), role) in schema.columns.iter().zip(&plan.fields).zip(&plan.roles) {
         let value_error = |message: String| ImportError::Value {
             file: file.to_string(),
             line,
@@ -713,12 +747,7 @@ fn build_row(
             // A label the file does not have is derived per patient later:
             // from the outcome, or 0 for data that is only scored.
             let derived = matches!(field, FieldSource::DerivedLabel | FieldSource::Missing);
-            let key_column = column.name == schema.id_column
-                || column.name == schema.time_column
-                || column.name == schema.label_column;
-            let needed_outcome = schema.outcome_required
-                && schema.outcome_column.as_deref() == Some(column.name.as_str());
-            if (key_column || needed_outcome) && !derived {
+            if role.required && !derived {
                 return Err(value_error(
                     "missing value: this column is required in every row".into(),
                 ));
@@ -740,7 +769,7 @@ fn build_row(
                     fields.push_field(MISSING);
                     continue;
                 }
-                if column.name == schema.time_column {
+                if role.is_time {
                     if !value.is_finite() {
                         return Err(value_error(format!("invalid hour {as_str:?}")));
                     }
@@ -751,12 +780,12 @@ fn build_row(
                 let value: i64 = as_str.parse().map_err(|_| {
                     value_error(format!("invalid integer {as_str:?}: expected an int64"))
                 })?;
-                if schema.outcome_column.as_deref() == Some(column.name.as_str()) {
+                if role.is_outcome {
                     positive_outcome = value == 1;
                 }
             }
         }
-        if column.name == schema.id_column {
+        if role.is_id {
             patient_id = as_str.to_string();
         }
         fields.push_field(text);

@@ -201,6 +201,47 @@ pub fn parse_tapped(
     })
 }
 
+/// Parses raw CSV bytes as they arrive on `chunks` into row batches kept in
+/// memory, on a blocking thread, for data that is scored and not stored.
+pub fn parse_tapped_batches(
+    schema: &Schema,
+    location: String,
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+) -> tokio::task::JoinHandle<Result<ParsedBatches, IngestError>> {
+    let schema = schema.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = ChunkReader {
+            chunks,
+            current: Bytes::new(),
+        };
+        let reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        let mut batches = Vec::new();
+        let (digest, rows) = parse_csv_batches(
+            reader,
+            &schema,
+            &location,
+            &crate::progress::NoProgress,
+            |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+        )?;
+        Ok(ParsedBatches {
+            batches,
+            digest,
+            rows,
+        })
+    })
+}
+
+/// A raw CSV parsed into row batches in the snapshot's layout, with the
+/// digest of the bytes read.
+pub struct ParsedBatches {
+    pub batches: Vec<RecordBatch>,
+    pub digest: String,
+    pub rows: u64,
+}
+
 /// Stores the snapshot parsed by [`parse_tapped`] under the digest that the
 /// import computed, unless a snapshot of the same data and schema exists.
 /// It uses that digest rather than rereading the import record, which
@@ -303,6 +344,27 @@ fn parse_csv<R: Read>(
     location: &str,
     progress: &dyn crate::progress::Progress,
 ) -> Result<ParsedCsv, IngestError> {
+    let mut parquet = ParquetBuffer::new(table::snapshot_schema(schema), true)?;
+    let (digest, rows) = parse_csv_batches(reader, schema, location, progress, |batch| {
+        Ok(parquet.write(&batch)?)
+    })?;
+    Ok(ParsedCsv {
+        parquet: parquet.finish()?,
+        digest,
+        rows,
+    })
+}
+
+/// Parses the raw CSV into batches of [`BATCH_ROWS`] rows in the snapshot's
+/// layout, and passes each to `on_batch`. Returns the digest of the bytes
+/// read and the row count.
+fn parse_csv_batches<R: Read>(
+    reader: R,
+    schema: &Schema,
+    location: &str,
+    progress: &dyn crate::progress::Progress,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<(), IngestError>,
+) -> Result<(String, u64), IngestError> {
     progress.begin("ingest", None);
     let mut hashing = HashingReader {
         inner: reader,
@@ -331,7 +393,6 @@ fn parse_csv<R: Read>(
     }
 
     let arrow_schema = table::snapshot_schema(schema);
-    let mut parquet = ParquetBuffer::new(arrow_schema.clone(), true)?;
     let mut builders: Vec<ColumnBuilder> = schema
         .columns
         .iter()
@@ -364,13 +425,13 @@ fn parse_csv<R: Read>(
         rows += 1;
         in_batch += 1;
         if in_batch == BATCH_ROWS {
-            flush_batch(&mut builders, &arrow_schema, &mut parquet)?;
+            on_batch(finish_batch(&mut builders, &arrow_schema))?;
             in_batch = 0;
             progress.advance(BATCH_ROWS as u64);
         }
     }
     if in_batch > 0 {
-        flush_batch(&mut builders, &arrow_schema, &mut parquet)?;
+        on_batch(finish_batch(&mut builders, &arrow_schema))?;
         progress.advance(in_batch as u64);
     }
     drop(csv_reader);
@@ -379,11 +440,7 @@ fn parse_csv<R: Read>(
     std::io::copy(&mut hashing, &mut std::io::sink())
         .map_err(|e| row_error(rows + 1, e.to_string()))?;
     let digest = hex::encode(hashing.hasher.finalize());
-    Ok(ParsedCsv {
-        parquet: parquet.finish()?,
-        digest,
-        rows,
-    })
+    Ok((digest, rows))
 }
 
 fn append_field(builder: &mut ColumnBuilder, field: &[u8]) -> Result<(), String> {
@@ -417,16 +474,12 @@ fn append_field(builder: &mut ColumnBuilder, field: &[u8]) -> Result<(), String>
     Ok(())
 }
 
-fn flush_batch(
+fn finish_batch(
     builders: &mut [ColumnBuilder],
     schema: &arrow::datatypes::SchemaRef,
-    parquet: &mut ParquetBuffer,
-) -> Result<(), IngestError> {
+) -> RecordBatch {
     let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns).expect("builders follow the snapshot schema");
-    parquet.write(&batch)?;
-    Ok(())
+    RecordBatch::try_new(schema.clone(), columns).expect("builders follow the snapshot schema")
 }
 
 /// Loads the snapshot Parquet bytes of `data_digest`, after checking that it

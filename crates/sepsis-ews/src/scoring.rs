@@ -17,14 +17,14 @@ use bytes::Bytes;
 
 use crate::drift::{DriftReference, DRIFT_REFERENCE_FILE};
 use crate::evaluate::Cohort;
-use crate::features::{FeatureError, FeatureSpec, PatientBatches};
+use crate::features::{FeatureError, FeatureSpec};
 use crate::import::ImportError;
 use crate::ingest::IngestError;
 use crate::model::{ModelError, TreeModel};
 use crate::policy::ModelCard;
 use crate::schema::Schema;
 use crate::storage::{Area, StorageError, Store};
-use crate::table::{self, TableError};
+use crate::table::TableError;
 use crate::train::ModelSidecar;
 use crate::validate::ValidateError;
 
@@ -308,14 +308,28 @@ impl ScoringModel {
 
     /// Scores rows like [`ScoringModel::score`] and keeps their features.
     pub fn score_with_features(&self, batch: &RecordBatch) -> Result<ScoredBatch, ScoringError> {
+        self.score_features(batch, true)
+    }
+
+    /// Scores rows and keeps their features, and runs the clock baseline
+    /// too when `with_clock` is set.
+    fn score_features(
+        &self,
+        batch: &RecordBatch,
+        with_clock: bool,
+    ) -> Result<ScoredBatch, ScoringError> {
         let columns = self.spec().compute(batch)?;
         let values: Vec<&[f32]> = columns
             .iter()
             .map(|c| c.as_primitive::<Float32Type>().values().as_ref())
             .collect();
-        let raw = predict_columns(&self.trees, &values, batch.num_rows());
+        let mut raw = vec![0.0; batch.num_rows()];
+        self.trees.predict_columns(&values, &mut raw);
         let (hours, patients) = crate::features::patient_rows(batch, self.spec())?;
-        let clock = self.score_clock(&values, batch.num_rows());
+        let clock = match with_clock {
+            true => self.score_clock(&values, batch.num_rows()),
+            false => None,
+        };
         Ok(ScoredBatch {
             scores: self.finish(&raw, &hours, &patients),
             features: columns,
@@ -332,24 +346,10 @@ impl ScoringModel {
             .iter()
             .map(|name| names.iter().position(|n| n == name).map(|i| values[i]))
             .collect::<Option<_>>()?;
-        let raw = predict_columns(trees, &columns, rows);
+        let mut raw = vec![0.0; rows];
+        trees.predict_columns(&columns, &mut raw);
         Some(raw.into_iter().map(|r| card.calibration.apply(r)).collect())
     }
-}
-
-/// Runs the trees on each row of feature columns and returns LightGBM's
-/// probabilities.
-fn predict_columns(trees: &TreeModel, columns: &[&[f32]], rows: usize) -> Vec<f64> {
-    // Row-major, as the block evaluator reads it: one batch of the snapshot
-    // at a time, so the copy stays small.
-    let width = columns.len();
-    let mut values = vec![0.0f32; rows * width];
-    for (index, column) in columns.iter().enumerate() {
-        for (row, value) in column[..rows].iter().enumerate() {
-            values[row * width + index] = *value;
-        }
-    }
-    trees.predict_rows(&values)
 }
 
 /// A scored input file.
@@ -361,30 +361,59 @@ pub struct ScoredData {
     /// gets label 0 in every row, so only `sepsis evaluate`, which requires
     /// labels, reads them.
     pub cohort: Cohort,
-    /// The bedside-score baselines of each row, by name.
+    /// The bedside-score baselines of each row, by name; empty unless the
+    /// data was scored for [`Purpose::Evaluate`].
     pub baseline_scores: Vec<(String, Vec<f64>)>,
-    /// The clock baseline's probability of each row, when the model has one.
+    /// The clock baseline's probability of each row, when the model has one
+    /// and the data was scored for [`Purpose::Evaluate`].
     pub clock_probabilities: Option<Vec<f64>>,
-    /// Each patient's ICU unit and age.
+    /// Each patient's ICU unit and age; empty unless the data was scored for
+    /// [`Purpose::Evaluate`].
     pub groups: crate::assess::PatientGroups,
+}
+
+/// What a file is scored for, which decides what [`score_file`] requires of
+/// it and collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Predictions alone, as `sepsis predict` writes: rows need no label.
+    Predict,
+    /// Evaluation, as `sepsis evaluate --data` does: every row needs a label,
+    /// and the baselines and patient groups are collected too.
+    Evaluate,
 }
 
 /// Imports, validates and scores a data file of any format that `sepsis data
 /// import` reads. The file goes through a scratch store in memory, so the
-/// configured store's data is left alone. With `labels_required`, every row
-/// needs a label, as evaluation does.
+/// configured store's data is left alone.
 pub async fn score_file(
     schema: &Schema,
     input: &Path,
     model: &ScoringModel,
-    labels_required: bool,
+    purpose: Purpose,
 ) -> Result<ScoredData, ScoringError> {
-    let schema = schema.for_scoring(labels_required);
-    let (scratch, digest, snapshot) = import_to_memory(&schema, input).await?;
+    let schema = schema.for_scoring(purpose == Purpose::Evaluate);
+    let started = std::time::Instant::now();
+    let (scratch, digest, batches) = import_batches(&schema, input).await?;
+    tracing::info!(
+        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "data imported"
+    );
+    // Validation and scoring run at the same time, and scoring's result is
+    // used only when the validation passed. Rows that fail validation make
+    // scoring return an error or wrong scores, both discarded. Scoring reads
+    // a null as NaN or empty text, so such rows do not make it panic.
+    let started = std::time::Instant::now();
+    let validating = crate::validate::validate_batches(&scratch, &schema, &digest, batches.clone());
+    let model = model.clone();
+    let scoring = tokio::task::spawn_blocking({
+        let schema = schema.clone();
+        move || score_batches(&schema, batches, &model, purpose)
+    });
+    let (validated, scored) = tokio::join!(validating, scoring);
     // The report lives in the scratch store and is gone when scoring ends, so
     // the error carries the first finding instead of the report's location.
-    let validated =
-        crate::validate::validate_snapshot(&scratch, &schema, &digest, snapshot.clone()).await;
     match validated {
         Ok(_) => {}
         Err(ValidateError::Failed { count, first, .. }) => {
@@ -392,13 +421,7 @@ pub async fn score_file(
         }
         Err(error) => return Err(error.into()),
     }
-    let started = std::time::Instant::now();
-    let model = model.clone();
-    let location = input.display().to_string();
-    let scored =
-        tokio::task::spawn_blocking(move || score_snapshot(&schema, snapshot, &location, &model))
-            .await
-            .expect("the scoring thread does not panic")?;
+    let scored = scored.expect("the scoring thread does not panic")?;
     tracing::info!(
         rows = scored.patient_ids.len(),
         patients = scored.cohort.patients.len(),
@@ -422,71 +445,86 @@ pub async fn import_to_memory(
     Ok((store, imported.digest, snapshot))
 }
 
-fn score_snapshot(
+/// Imports a data file into a new store in memory and parses the raw CSV
+/// while the import writes it, as `sepsis pipeline` does, into row batches
+/// in the snapshot's layout, kept in memory. Returns the store, the data
+/// digest and the batches.
+async fn import_batches(
     schema: &Schema,
-    snapshot: Bytes,
-    location: &str,
+    input: &Path,
+) -> Result<(Store, String, Vec<RecordBatch>), ScoringError> {
+    let store = Store::in_memory();
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    let location = store.uri(Area::RawData, crate::import::RAW_DATA_KEY);
+    let parser = crate::ingest::parse_tapped_batches(schema, location.clone(), receiver);
+    let imported = crate::import::import_with_tap(
+        &store,
+        schema,
+        input,
+        crate::progress::silent(),
+        Some(sender),
+    )
+    .await;
+    let parsed = parser.await.expect("the ingest thread does not panic");
+    // An import error comes first: the parser then saw a cut stream.
+    let imported = imported?;
+    let parsed = parsed?;
+    if parsed.digest != imported.digest {
+        return Err(IngestError::DigestMismatch {
+            location,
+            expected: imported.digest,
+            actual: parsed.digest,
+        }
+        .into());
+    }
+    Ok((store, imported.digest, parsed.batches))
+}
+
+/// Rows per scoring task: whole patients, cut after about this many rows. A
+/// task's feature columns (457 float32 columns with the default
+/// configuration, about 7 MiB) then stay in the shared cache while the trees
+/// read them.
+const TASK_ROWS: usize = 4096;
+
+/// Scores rows in tasks of whole patients spread over all cores, and
+/// collects the results in row order. Returns the first error in row order.
+fn score_batches(
+    schema: &Schema,
+    batches: Vec<RecordBatch>,
     model: &ScoringModel,
+    purpose: Purpose,
 ) -> Result<ScoredData, ScoringError> {
+    let tasks = crate::features::patient_chunks(&batches, &schema.id_column, TASK_ROWS)?;
+    drop(batches);
+    let results: Vec<std::sync::Mutex<Option<Result<ScoredData, ScoringError>>>> =
+        tasks.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(tasks.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(task) = tasks.get(index) else {
+                    break;
+                };
+                let result = score_task(schema, task, model, purpose);
+                let failed = result.is_err();
+                *results[index].lock().expect("no scoring thread panics") = Some(result);
+                if failed {
+                    // Tasks after this one are not needed: the first error in
+                    // row order is returned, and no later task can precede it.
+                    next.fetch_max(tasks.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+
     let mut scored = ScoredData::default();
-    let batches = table::read_batches(snapshot, location)?.map(|b| b.map_err(ScoringError::from));
-    for batch in PatientBatches::new(batches, &schema.id_column) {
-        let batch = batch?;
-        let ScoredBatch {
-            scores,
-            features,
-            clock,
-        } = model.score_with_features(&batch)?;
-        if let Some(clock) = clock {
-            scored
-                .clock_probabilities
-                .get_or_insert_with(Vec::new)
-                .extend(clock);
-        }
-        collect_evaluation_inputs(model.spec(), &features, &mut scored);
-        let ids = batch
-            .column_by_name(&schema.id_column)
-            .expect("the snapshot has the id column")
-            .as_string::<i32>();
-        let hours = batch
-            .column_by_name(&schema.time_column)
-            .expect("the snapshot has the time column")
-            .as_primitive::<Float64Type>();
-        let labels = batch
-            .column_by_name(&schema.label_column)
-            .expect("the snapshot has the label column")
-            .as_primitive::<Int64Type>();
-        let outcomes = schema
-            .outcome_column
-            .as_ref()
-            .and_then(|name| batch.column_by_name(name))
-            .map(|c| c.as_primitive::<Int64Type>().clone());
-        let cohort = &mut scored.cohort;
-        for row in 0..batch.num_rows() {
-            let id = ids.value(row);
-            let new_patient = scored.patient_ids.last().map(String::as_str) != Some(id);
-            if new_patient {
-                let feature =
-                    |index: usize| features[index].as_primitive::<Float32Type>().value(row);
-                scored.groups.push(model.spec(), feature);
-            }
-            cohort
-                .labels
-                .push(!labels.is_null(row) && labels.value(row) == 1);
-            let outcome = outcomes
-                .as_ref()
-                .is_some_and(|o| !o.is_null(row) && o.value(row) == 1);
-            cohort.outcome.push(outcome);
-            cohort.hours.push(hours.value(row));
-            let index = cohort.labels.len() - 1;
-            match cohort.patients.last_mut() {
-                Some(range) if !new_patient => range.end = index + 1,
-                _ => cohort.patients.push(index..index + 1),
-            }
-            scored.patient_ids.push(id.to_string());
-        }
-        scored.scores.probability.extend(scores.probability);
-        scored.scores.alert.extend(scores.alert);
+    for result in results {
+        let Some(result) = result.into_inner().expect("no scoring thread panics") else {
+            break;
+        };
+        scored.append(result?);
     }
     // Patients without any positive outcome get it from their labels, as
     // training does.
@@ -494,6 +532,100 @@ fn score_snapshot(
     let labels = &cohort.labels;
     crate::train::fill_missing_outcomes(|row| labels[row], &mut cohort.outcome, &cohort.patients);
     Ok(scored)
+}
+
+/// Scores one batch of whole patients.
+fn score_task(
+    schema: &Schema,
+    batch: &RecordBatch,
+    model: &ScoringModel,
+    purpose: Purpose,
+) -> Result<ScoredData, ScoringError> {
+    let evaluate = purpose == Purpose::Evaluate;
+    let mut scored = ScoredData::default();
+    let ScoredBatch {
+        scores,
+        features,
+        clock,
+    } = model.score_features(batch, evaluate)?;
+    scored.clock_probabilities = clock;
+    if evaluate {
+        collect_evaluation_inputs(model.spec(), &features, &mut scored);
+    }
+
+    let ids = batch
+        .column_by_name(&schema.id_column)
+        .expect("the snapshot has the id column")
+        .as_string::<i32>();
+    let hours = batch
+        .column_by_name(&schema.time_column)
+        .expect("the snapshot has the time column")
+        .as_primitive::<Float64Type>();
+    let labels = batch
+        .column_by_name(&schema.label_column)
+        .expect("the snapshot has the label column")
+        .as_primitive::<Int64Type>();
+    let outcomes = schema
+        .outcome_column
+        .as_ref()
+        .and_then(|name| batch.column_by_name(name))
+        .map(|c| c.as_primitive::<Int64Type>().clone());
+    let cohort = &mut scored.cohort;
+    for row in 0..batch.num_rows() {
+        let id = ids.value(row);
+        let new_patient = scored.patient_ids.last().map(String::as_str) != Some(id);
+        if new_patient && evaluate {
+            let feature = |index: usize| features[index].as_primitive::<Float32Type>().value(row);
+            scored.groups.push(model.spec(), feature);
+        }
+        cohort
+            .labels
+            .push(!labels.is_null(row) && labels.value(row) == 1);
+        let outcome = outcomes
+            .as_ref()
+            .is_some_and(|o| !o.is_null(row) && o.value(row) == 1);
+        cohort.outcome.push(outcome);
+        cohort.hours.push(hours.value(row));
+        let index = cohort.labels.len() - 1;
+        match cohort.patients.last_mut() {
+            Some(range) if !new_patient => range.end = index + 1,
+            _ => cohort.patients.push(index..index + 1),
+        }
+        scored.patient_ids.push(id.to_string());
+    }
+    scored.scores = scores;
+    Ok(scored)
+}
+
+impl ScoredData {
+    /// Appends the rows of `other`, which follow this data's rows and start
+    /// with a new patient.
+    fn append(&mut self, other: ScoredData) {
+        let offset = self.patient_ids.len();
+        self.patient_ids.extend(other.patient_ids);
+        self.scores.probability.extend(other.scores.probability);
+        self.scores.alert.extend(other.scores.alert);
+        let cohort = &mut self.cohort;
+        cohort.labels.extend(other.cohort.labels);
+        cohort.outcome.extend(other.cohort.outcome);
+        cohort.hours.extend(other.cohort.hours);
+        (cohort.patients).extend(
+            (other.cohort.patients)
+                .into_iter()
+                .map(|range| range.start + offset..range.end + offset),
+        );
+        for (name, scores) in other.baseline_scores {
+            match self.baseline_scores.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, existing)) => existing.extend(scores),
+                None => self.baseline_scores.push((name, scores)),
+            }
+        }
+        if let Some(clock) = other.clock_probabilities {
+            (self.clock_probabilities.get_or_insert_with(Vec::new)).extend(clock);
+        }
+        self.groups.unit.extend(other.groups.unit);
+        self.groups.age.extend(other.groups.age);
+    }
 }
 
 /// Appends the bedside scores of a batch to the baselines.

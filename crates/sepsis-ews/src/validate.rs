@@ -145,11 +145,40 @@ pub async fn validate_snapshot(
     let schema_for_check = schema.clone();
     let digest = data_digest.to_string();
     let report = tokio::task::spawn_blocking(move || {
-        check_snapshot(snapshot, &location, &schema_for_check, &digest)
+        let batches = table::read_batches(snapshot, &location)?;
+        check_batches(batches, &schema_for_check, &digest)
     })
     .await
     .expect("the validation thread does not panic")?;
-    let mut report = report;
+    store_report(store, data_digest, report).await
+}
+
+/// Validates the rows of `data_digest` held in memory, batches in the
+/// snapshot's layout, and stores the report, with the same result as
+/// [`validate_snapshot`] on the snapshot of those rows.
+pub async fn validate_batches(
+    store: &Store,
+    schema: &Schema,
+    data_digest: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<ValidationReport, ValidateError> {
+    let schema_for_check = schema.clone();
+    let digest = data_digest.to_string();
+    let report = tokio::task::spawn_blocking(move || {
+        check_batches(batches.into_iter().map(Ok), &schema_for_check, &digest)
+    })
+    .await
+    .expect("the validation thread does not panic")?;
+    store_report(store, data_digest, report).await
+}
+
+/// Adds the source lines to a report and stores it. Returns the report when
+/// it passed, and [`ValidateError::Failed`] otherwise.
+async fn store_report(
+    store: &Store,
+    data_digest: &str,
+    mut report: ValidationReport,
+) -> Result<ValidationReport, ValidateError> {
     add_source_lines(store, data_digest, &mut report).await;
 
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
@@ -275,9 +304,9 @@ struct ColumnTally {
     range: Tally,
 }
 
-fn check_snapshot(
-    snapshot: Bytes,
-    location: &str,
+/// Checks the snapshot's rows, batch by batch in row order.
+fn check_batches(
+    batches: impl Iterator<Item = Result<RecordBatch, TableError>>,
     schema: &Schema,
     data_digest: &str,
 ) -> Result<ValidationReport, ValidateError> {
@@ -309,7 +338,7 @@ fn check_snapshot(
     let mut current: Option<(String, f64)> = None;
     let mut rows = 0u64;
 
-    for batch in table::read_batches(snapshot, location)? {
+    for batch in batches {
         let batch: RecordBatch = batch?;
         let first_line = rows + 2;
         for (index, column) in schema.columns.iter().enumerate() {

@@ -86,9 +86,14 @@ async fn model_predicts_identically_everywhere() {
     let scoring_model = ScoringModel::load(&ctx.store, &trained.run_id)
         .await
         .unwrap();
-    let scored = scoring::score_file(&ctx.schema, &sample, &scoring_model, true)
-        .await
-        .unwrap();
+    let scored = scoring::score_file(
+        &ctx.schema,
+        &sample,
+        &scoring_model,
+        scoring::Purpose::Evaluate,
+    )
+    .await
+    .unwrap();
     let from_table = scoring_model
         .finish(&own, &data.validation.hours, &data.validation.patients)
         .probability;

@@ -117,9 +117,14 @@ async fn histories_match_file_scoring() {
     let model = ScoringModel::load_version(state.registry(), 2)
         .await
         .unwrap();
-    let scored = scoring::score_file(&fixture.schema, &sample_path(), &model, false)
-        .await
-        .unwrap();
+    let scored = scoring::score_file(
+        &fixture.schema,
+        &sample_path(),
+        &model,
+        scoring::Purpose::Predict,
+    )
+    .await
+    .unwrap();
     let mut compared = 0;
     for result in &results {
         let id = result["patient_id"].as_str().unwrap();
