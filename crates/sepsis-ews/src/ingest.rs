@@ -182,6 +182,15 @@ async fn store_snapshot(
     Ok((manifest, false))
 }
 
+/// Wraps a channel of raw CSV chunks in a buffered reader.
+fn buffered_chunks(chunks: tokio::sync::mpsc::Receiver<Bytes>) -> std::io::BufReader<ChunkReader> {
+    let reader = ChunkReader {
+        chunks,
+        current: Bytes::new(),
+    };
+    std::io::BufReader::with_capacity(1 << 16, reader)
+}
+
 /// Parses raw CSV bytes as they arrive on `chunks`, on a blocking thread.
 /// Await the returned handle after the import, then pass the result to
 /// [`store_tapped`].
@@ -192,11 +201,7 @@ pub fn parse_tapped(
 ) -> tokio::task::JoinHandle<Result<ParsedCsv, IngestError>> {
     let schema = schema.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = ChunkReader {
-            chunks,
-            current: Bytes::new(),
-        };
-        let reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        let reader = buffered_chunks(chunks);
         parse_csv(reader, &schema, &location, &crate::progress::NoProgress)
     })
 }
@@ -210,11 +215,7 @@ pub fn parse_tapped_batches(
 ) -> tokio::task::JoinHandle<Result<ParsedBatches, IngestError>> {
     let schema = schema.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = ChunkReader {
-            chunks,
-            current: Bytes::new(),
-        };
-        let reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        let reader = buffered_chunks(chunks);
         let mut batches = Vec::new();
         let (digest, rows) = parse_csv_batches(
             reader,
