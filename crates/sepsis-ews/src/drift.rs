@@ -37,12 +37,12 @@ pub const PSI_FLOOR: f64 = 1e-4;
 /// The format of the reference file; a reader refuses other formats.
 const FORMAT: u32 = 1;
 
-/// How an input column is read from a row of model features.
+/// The model feature columns that an input column is read from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputSource {
     /// An hourly measurement: the carried-forward value `column`, counted
-    /// only when `missing_column` says it was measured at this hour.
+    /// only when `missing_column` marks it as measured at this hour.
     Measured {
         column: String,
         missing_column: String,
@@ -76,7 +76,7 @@ pub struct PredictionReference {
     pub rows: usize,
 }
 
-/// What a model folder stores in [`DRIFT_REFERENCE_FILE`].
+/// The contents of [`DRIFT_REFERENCE_FILE`] in a model folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftReference {
     pub format: u32,
@@ -230,7 +230,7 @@ impl DriftReference {
     }
 }
 
-/// The input columns of a feature specification and how to read each.
+/// Lists the input columns of a feature specification and how to read each.
 fn input_sources(spec: &FeatureSpec) -> Vec<(String, InputSource)> {
     let mut sources = Vec::new();
     for name in &spec.series {
@@ -316,7 +316,7 @@ impl ResolvedSource {
     }
 }
 
-/// The bin of a reading among `bins`, the last of which is missing.
+/// Returns the bin of a reading among `bins`, the last of which is missing.
 fn bin_of(reading: Reading, edges: &[f64], bins: usize) -> usize {
     match reading {
         Reading::Value(v) => {
@@ -335,7 +335,7 @@ fn probability_bin(probability: f64, edges: &[f64]) -> usize {
     }
 }
 
-/// The distinct deciles of `values`, as bin bounds.
+/// Returns the distinct deciles of `values`, as bin bounds.
 fn decile_edges(mut values: Vec<f32>) -> Vec<f64> {
     values.sort_unstable_by(f32::total_cmp);
     let n = values.len();
@@ -366,7 +366,7 @@ fn shares(counts: &[u64], total: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The population stability index of `counts` (a window's bins) against
+/// Computes the population stability index of `counts` (a window's bins) against
 /// the reference `expected` shares: the sum over bins of
 /// (actual − expected) × ln(actual / expected), each share at least
 /// [`PSI_FLOOR`]. Zero when the distributions are equal.
@@ -402,7 +402,7 @@ pub struct DriftProfile {
 }
 
 impl DriftProfile {
-    /// The input columns, in the order of [`DriftReport::inputs`].
+    /// Returns the input columns, in the order of [`DriftReport::inputs`].
     pub fn features(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().map(|i| i.feature.as_str())
     }
@@ -512,7 +512,7 @@ impl DriftWindow {
         self.next = (self.next + 1) % self.capacity;
     }
 
-    /// The PSI of every input and of the predictions over the window.
+    /// Computes the PSI of every input and of the predictions over the window.
     pub fn report(&self) -> DriftReport {
         let psi_of = |slot: usize| psi(&self.counts[slot], self.profile.expected(slot));
         DriftReport {

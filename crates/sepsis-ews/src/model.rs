@@ -472,7 +472,7 @@ impl Tree {
 
     /// Returns the depth of the shallowest leaf, the root being at depth 0.
     fn min_depth(&self) -> usize {
-        // As in `max_depth`, one pass in index order sees every parent first.
+        // As in `max_depth`, one pass in index order visits every parent first.
         let mut depths = vec![0usize; self.nodes.len()];
         let mut shallowest = usize::MAX;
         for (index, node) in self.nodes.iter().enumerate() {
@@ -495,7 +495,7 @@ impl Tree {
     /// Returns the depth of the deepest leaf, the root being at depth 0.
     fn max_depth(&self) -> usize {
         // A child always has a larger index than its parent, checked when
-        // parsing, so one pass in index order sees every parent first.
+        // parsing, so one pass in index order visits every parent first.
         let mut depths = vec![0usize; self.nodes.len()];
         let mut deepest = 0;
         for (index, node) in self.nodes.iter().enumerate() {

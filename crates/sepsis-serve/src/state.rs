@@ -96,7 +96,7 @@ impl DriftMonitor {
         }
     }
 
-    /// The PSI of every input and of the probabilities over the window.
+    /// Computes the PSI of every input and of the probabilities over the window.
     pub fn report(&self) -> DriftReport {
         self.window
             .lock()

@@ -14,7 +14,7 @@ fn spec() -> FeatureSpec {
     FeatureSpec::new(&Schema::embedded(), &config)
 }
 
-/// The sample's feature matrix, row-major, as training holds it.
+/// Computes the sample's feature matrix, row-major, as training keeps it.
 async fn sample_features(spec: &FeatureSpec) -> (Vec<f32>, usize) {
     let batch = test_support::sample_rows(&Schema::embedded()).await;
     let columns = spec.compute(&batch).unwrap();

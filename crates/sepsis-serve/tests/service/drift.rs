@@ -26,7 +26,7 @@ fn input_psi(metrics: &str, feature: &str) -> f64 {
     .unwrap_or_else(|| panic!("no input_drift_psi for {feature}:\n{metrics}"))
 }
 
-/// A `patients` request of the sample's first `count` patients, every hour
+/// Builds a `patients` request of the sample's first `count` patients, every hour
 /// scored, with `change` applied to each hourly observation.
 fn histories(count: usize, change: impl Fn(&mut serde_json::Map<String, Value>)) -> Value {
     let mut request = patients_request(&sample_patients()[..count]);
@@ -85,7 +85,7 @@ async fn drift_gauges_sample_then_shifted() {
     }
 
     // The same patients again with every heart rate 40 beats faster and no
-    // lactate measured: the window now holds both halves.
+    // lactate measured: the window now contains both halves.
     let shifted = histories(600, |observation| {
         if let Some(Value::Number(hr)) = observation.get("HR") {
             let faster = (hr.as_f64().unwrap() + 40.0).min(280.0);
