@@ -22,6 +22,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -174,7 +175,15 @@ pub async fn import_with_tap(
             buffer: Vec::with_capacity(CHUNK_BYTES),
             sender,
         };
-        convert(&schema, &producer_sources, sink, producer_progress.as_ref())
+        let mut out = CsvSink::new(&schema, sink)?;
+        let counts = convert(
+            &schema,
+            &producer_sources,
+            &mut out,
+            producer_progress.as_ref(),
+        )?;
+        out.finish()?;
+        Ok(counts)
     });
 
     let mut writer = store.writer(Area::RawData, RAW_DATA_KEY);
@@ -231,6 +240,38 @@ pub async fn import_with_tap(
         .put(Area::RawData, RAW_MANIFEST_KEY, Bytes::from(json))
         .await?;
     Ok(manifest)
+}
+
+/// The counts and line map of an import by [`import_to_batches`].
+pub struct ImportedCounts {
+    pub rows: u64,
+    pub patients: u64,
+    /// Lines of the raw CSV that [`import`] would write, mapped to input lines.
+    pub line_map: LineMap,
+}
+
+/// Imports `input` straight into row batches in the snapshot's layout, for
+/// data that is scored and not stored, and passes each batch to `on_batch`
+/// as soon as it is complete. The rows pass the same checks as [`import`],
+/// and the batches hold the values that ingesting the raw CSV would give,
+/// without writing and parsing that CSV. Each batch ends at the end of the
+/// first patient that brings it to at least `batch_rows` rows, so batches
+/// hold whole patients. Blocks.
+pub fn import_to_batches(
+    schema: &Schema,
+    input: &Path,
+    batch_rows: usize,
+    on_batch: &mut dyn FnMut(RecordBatch),
+) -> Result<ImportedCounts, ImportError> {
+    let sources = list_sources(input)?;
+    let mut out = BatchSink::new(schema, batch_rows, on_batch);
+    let counts = convert(schema, &sources, &mut out, &crate::progress::NoProgress)?;
+    out.finish();
+    Ok(ImportedCounts {
+        rows: counts.rows,
+        patients: counts.patients,
+        line_map: counts.line_map,
+    })
 }
 
 /// Reads the record of the last import.
@@ -435,17 +476,11 @@ impl ColumnRole {
 fn convert(
     schema: &Schema,
     sources: &[Source],
-    sink: ChannelSink,
+    out: &mut dyn RowSink,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Counts, ImportError> {
     let total: u64 = sources.iter().map(|s| s.size).sum();
     progress.begin("import", Some(total));
-
-    let mut out = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(sink);
-    let header: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-    out.write_record(&header).map_err(|e| write_failed(&e))?;
 
     let mut state = PatientBuffer::new(schema);
     let mut line_map = LineMap::default();
@@ -523,7 +558,7 @@ fn convert(
             let row = build_row(schema, &plan, &record, source, &file_name, line)?;
 
             if state.current_id.as_deref() != Some(row.patient_id.as_str()) {
-                if let Some(done) = state.flush(&mut out)? {
+                if let Some(done) = state.flush(out)? {
                     finished_patients.insert(done);
                 }
                 if finished_patients.contains(&row.patient_id) {
@@ -551,12 +586,7 @@ fn convert(
             });
         }
     }
-    state.flush(&mut out)?;
-
-    let mut sink = out
-        .into_inner()
-        .map_err(|e| write_failed(&std::io::Error::other(e.to_string())))?;
-    std::io::Write::flush(&mut sink).map_err(|e| write_failed(&e))?;
+    state.flush(out)?;
     if state.rows == 0 {
         return Err(ImportError::Input {
             file: sources[0].path.display().to_string(),
@@ -704,8 +734,21 @@ struct Row {
     patient_id: String,
     hour: f64,
     positive_outcome: bool,
-    /// Output fields in schema order; a derived label is filled in later.
+    /// Output fields in schema order, as text; a derived label is filled in
+    /// later.
     fields: csv::ByteRecord,
+    /// The same fields parsed as their schema dtypes.
+    values: Vec<Value>,
+}
+
+/// A field of a [`Row`] parsed as its schema dtype.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Missing,
+    Float(f64),
+    Integer(i64),
+    /// Text, held in the row's `fields`.
+    Text,
 }
 
 const MISSING: &[u8] = b"";
@@ -723,6 +766,7 @@ fn build_row(
     line: u64,
 ) -> Result<Row, ImportError> {
     let mut fields = csv::ByteRecord::with_capacity(256, plan.fields.len());
+    let mut values = Vec::with_capacity(plan.fields.len());
     let mut patient_id = String::new();
     let mut hour = None;
     let mut positive_outcome = false;
@@ -753,13 +797,14 @@ fn build_row(
                 ));
             }
             fields.push_field(MISSING);
+            values.push(Value::Missing);
             continue;
         }
 
         let as_str = std::str::from_utf8(text)
             .map_err(|_| value_error("the value is not valid UTF-8".into()))?;
-        match column.dtype {
-            DType::String => {}
+        let value = match column.dtype {
+            DType::String => Value::Text,
             DType::Float64 => {
                 let value: f64 = as_str.parse().map_err(|_| {
                     value_error(format!("invalid number {as_str:?}: expected a float64"))
@@ -767,6 +812,7 @@ fn build_row(
                 if value.is_nan() {
                     // Spellings such as "-nan" or "+NaN" are missing values too.
                     fields.push_field(MISSING);
+                    values.push(Value::Missing);
                     continue;
                 }
                 if role.is_time {
@@ -775,6 +821,7 @@ fn build_row(
                     }
                     hour = Some(value);
                 }
+                Value::Float(value)
             }
             DType::Int64 => {
                 let value: i64 = as_str.parse().map_err(|_| {
@@ -783,12 +830,14 @@ fn build_row(
                 if role.is_outcome {
                     positive_outcome = value == 1;
                 }
+                Value::Integer(value)
             }
-        }
+        };
         if role.is_id {
             patient_id = as_str.to_string();
         }
         fields.push_field(text);
+        values.push(value);
     }
 
     Ok(Row {
@@ -796,6 +845,7 @@ fn build_row(
         hour: hour.unwrap_or(f64::NAN),
         positive_outcome,
         fields,
+        values,
     })
 }
 
@@ -819,9 +869,7 @@ impl PatientBuffer {
         PatientBuffer {
             current_id: None,
             rows_of_patient: Vec::new(),
-            label_index: schema
-                .index_of(&schema.label_column)
-                .expect("the schema check guarantees the label column"),
+            label_index: label_index(schema),
             rows: 0,
             patients: 0,
             septic_patients: 0,
@@ -833,10 +881,7 @@ impl PatientBuffer {
     }
 
     /// Writes the buffered patient, filling in a derived label, and returns its id.
-    fn flush<W: std::io::Write>(
-        &mut self,
-        out: &mut csv::Writer<W>,
-    ) -> Result<Option<String>, ImportError> {
+    fn flush(&mut self, out: &mut dyn RowSink) -> Result<Option<String>, ImportError> {
         if self.rows_of_patient.is_empty() {
             return Ok(None);
         }
@@ -850,29 +895,210 @@ impl PatientBuffer {
         let mut septic = false;
         for row in &self.rows_of_patient {
             let label_field = &row.fields[self.label_index];
-            let write_result = if label_field.is_empty() {
+            if label_field.is_empty() {
                 let positive = label_start.is_some_and(|start| row.hour >= start);
                 septic |= positive;
-                let label: &[u8] = if positive { b"1" } else { b"0" };
-                out.write_record(row.fields.iter().enumerate().map(|(i, f)| {
-                    if i == self.label_index {
-                        label
-                    } else {
-                        f
-                    }
-                }))
+                out.row(row, Some(positive))?;
             } else {
                 septic |= label_field == b"1";
-                out.write_byte_record(&row.fields)
-            };
-            write_result.map_err(|e| write_failed(&e))?;
+                out.row(row, None)?;
+            }
         }
+        out.end_patient();
 
         self.rows += self.rows_of_patient.len() as u64;
         self.patients += 1;
         self.septic_patients += u64::from(septic);
         self.rows_of_patient.clear();
         Ok(self.current_id.take())
+    }
+}
+
+/// A destination of the rows of [`convert`], which arrive patient by patient.
+trait RowSink {
+    /// Takes one row. `derived_label` is the label derived for a row whose
+    /// label field is empty.
+    fn row(&mut self, row: &Row, derived_label: Option<bool>) -> Result<(), ImportError>;
+    /// Marks the end of a patient's rows.
+    fn end_patient(&mut self);
+}
+
+/// Writes rows as the raw CSV.
+struct CsvSink {
+    out: csv::Writer<ChannelSink>,
+    label_index: usize,
+}
+
+impl CsvSink {
+    /// Starts the CSV with the header line.
+    fn new(schema: &Schema, sink: ChannelSink) -> Result<CsvSink, ImportError> {
+        let mut out = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(sink);
+        let header: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        out.write_record(&header).map_err(|e| write_failed(&e))?;
+        Ok(CsvSink {
+            out,
+            label_index: label_index(schema),
+        })
+    }
+
+    /// Sends the rest of the CSV on.
+    fn finish(self) -> Result<(), ImportError> {
+        let mut sink = self
+            .out
+            .into_inner()
+            .map_err(|e| write_failed(&std::io::Error::other(e.to_string())))?;
+        std::io::Write::flush(&mut sink).map_err(|e| write_failed(&e))
+    }
+}
+
+impl RowSink for CsvSink {
+    fn row(&mut self, row: &Row, derived_label: Option<bool>) -> Result<(), ImportError> {
+        let written = match derived_label {
+            Some(positive) => {
+                let label: &[u8] = if positive { b"1" } else { b"0" };
+                (self.out).write_record(row.fields.iter().enumerate().map(|(i, f)| {
+                    if i == self.label_index {
+                        label
+                    } else {
+                        f
+                    }
+                }))
+            }
+            None => self.out.write_byte_record(&row.fields),
+        };
+        written.map_err(|e| write_failed(&e))
+    }
+
+    fn end_patient(&mut self) {}
+}
+
+fn label_index(schema: &Schema) -> usize {
+    schema
+        .index_of(&schema.label_column)
+        .expect("the schema check guarantees the label column")
+}
+
+/// Builds row batches in the snapshot's layout, each of whole patients.
+struct BatchSink<'a> {
+    builders: Vec<ColumnBuilder>,
+    arrow_schema: arrow::datatypes::SchemaRef,
+    label_index: usize,
+    /// A batch ends with the first patient that brings it to this many rows.
+    batch_rows: usize,
+    rows_in_batch: usize,
+    on_batch: &'a mut dyn FnMut(RecordBatch),
+}
+
+impl<'a> BatchSink<'a> {
+    fn new(
+        schema: &Schema,
+        batch_rows: usize,
+        on_batch: &'a mut dyn FnMut(RecordBatch),
+    ) -> BatchSink<'a> {
+        BatchSink {
+            builders: (schema.columns.iter())
+                .map(|c| ColumnBuilder::new(c.dtype, batch_rows))
+                .collect(),
+            arrow_schema: crate::table::snapshot_schema(schema),
+            label_index: label_index(schema),
+            batch_rows: batch_rows.max(1),
+            rows_in_batch: 0,
+            on_batch,
+        }
+    }
+
+    fn cut(&mut self) {
+        let columns = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        let batch = RecordBatch::try_new(self.arrow_schema.clone(), columns)
+            .expect("builders follow the snapshot schema");
+        (self.on_batch)(batch);
+        self.rows_in_batch = 0;
+    }
+
+    fn finish(mut self) {
+        if self.rows_in_batch > 0 {
+            self.cut();
+        }
+    }
+}
+
+impl RowSink for BatchSink<'_> {
+    fn row(&mut self, row: &Row, derived_label: Option<bool>) -> Result<(), ImportError> {
+        for (index, (builder, value)) in self.builders.iter_mut().zip(&row.values).enumerate() {
+            match (derived_label, index == self.label_index) {
+                (Some(positive), true) => builder.append_flag(positive),
+                _ => builder.append(*value, &row.fields[index]),
+            }
+        }
+        self.rows_in_batch += 1;
+        Ok(())
+    }
+
+    fn end_patient(&mut self) {
+        if self.rows_in_batch >= self.batch_rows {
+            self.cut();
+        }
+    }
+}
+
+/// One column of a [`BatchSink`].
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Float64(Float64Builder),
+    Int64(Int64Builder),
+}
+
+impl ColumnBuilder {
+    fn new(dtype: DType, rows: usize) -> Self {
+        match dtype {
+            DType::String => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
+            DType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            DType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+        }
+    }
+
+    /// Appends a value that [`build_row`] parsed as this column's dtype;
+    /// `text` is its field.
+    fn append(&mut self, value: Value, text: &[u8]) {
+        match (self, value) {
+            (ColumnBuilder::Float64(b), Value::Float(v)) => b.append_value(v),
+            (ColumnBuilder::Int64(b), Value::Integer(v)) => b.append_value(v),
+            (ColumnBuilder::Utf8(b), Value::Text) => {
+                b.append_value(String::from_utf8_lossy(text).as_ref())
+            }
+            (builder, _) => builder.append_null(),
+        }
+    }
+
+    /// Appends a derived label, as the text "1" or "0" would parse.
+    fn append_flag(&mut self, positive: bool) {
+        match self {
+            ColumnBuilder::Float64(b) => b.append_value(f64::from(u8::from(positive))),
+            ColumnBuilder::Int64(b) => b.append_value(i64::from(positive)),
+            ColumnBuilder::Utf8(b) => b.append_value(if positive { "1" } else { "0" }),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Utf8(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+        }
     }
 }
 
@@ -1075,5 +1301,125 @@ mod tests {
         assert!(message.contains("p000001.psv"), "{message}");
         assert!(message.contains("line 1"), "{message}");
         assert!(message.contains("HeartRate"), "{message}");
+    }
+
+    /// Imports `input` both ways: through the raw CSV and its snapshot, and
+    /// straight into batches. Returns the snapshot rows and the batches.
+    async fn both_ways(
+        schema: &Schema,
+        input: &Path,
+        batch_rows: usize,
+    ) -> (RecordBatch, Vec<RecordBatch>) {
+        let (_, _, snapshot) = crate::scoring::import_to_memory(schema, input)
+            .await
+            .unwrap();
+        let stored: Vec<RecordBatch> = crate::table::read_batches(snapshot, "snapshot")
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let stored = arrow::compute::concat_batches(&stored[0].schema(), &stored).unwrap();
+        let mut batches = Vec::new();
+        let counts =
+            import_to_batches(schema, input, batch_rows, &mut |b| batches.push(b)).unwrap();
+        assert_eq!(counts.rows as usize, stored.num_rows());
+        (stored, batches)
+    }
+
+    fn ids(batch: &RecordBatch) -> Vec<String> {
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        column.iter().map(|id| id.unwrap().to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_equal_ingested_snapshot() {
+        let sample = crate::test_support::sample_path();
+        for schema in [Schema::embedded(), Schema::embedded().for_scoring(false)] {
+            let (stored, batches) = both_ways(&schema, &sample, 4096).await;
+            let joined = arrow::compute::concat_batches(&stored.schema(), &batches).unwrap();
+            assert_eq!(joined, stored);
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_hold_whole_patients() {
+        let schema = Schema::embedded();
+        let sample = crate::test_support::sample_path();
+        let (_, batches) = both_ways(&schema, &sample, 1000).await;
+        assert!(batches.len() > 10);
+        for (batch, next) in batches.iter().zip(&batches[1..]) {
+            assert!(batch.num_rows() >= 1000);
+            let (ids, next_ids) = (ids(batch), ids(next));
+            let last = ids.last().unwrap();
+            assert_ne!(last, &next_ids[0]);
+            // The cut comes at the first patient end after 1000 rows.
+            let before_cut = ids[..ids.len() - 1]
+                .iter()
+                .rposition(|id| id != last)
+                .map_or(0, |r| r + 1);
+            assert!(
+                before_cut < 1000,
+                "a patient ended at row {before_cut}, after 1000 rows"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn psv_and_derived_label_batches_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let psv_header = CHALLENGE_HEADER.replace(',', "|");
+        for (name, sepsis) in [("p000002.psv", [0, 0, 1]), ("p000001.psv", [0, 0, 0])] {
+            let rows: Vec<String> = (1..=3)
+                .map(|hour| {
+                    let row = long_row("x", hour, " 97.5 ", sepsis[hour as usize - 1]);
+                    row.split_once(',').unwrap().1.replace(',', "|")
+                })
+                .collect();
+            std::fs::write(
+                dir.path().join(name),
+                format!("{psv_header}\n{}\n", rows.join("\n")),
+            )
+            .unwrap();
+        }
+        let (stored, batches) = both_ways(&Schema::embedded(), dir.path(), 1).await;
+        assert_eq!(batches.len(), 2);
+        let joined = arrow::compute::concat_batches(&stored.schema(), &batches).unwrap();
+        assert_eq!(joined, stored);
+
+        let long = dir.path().join("long.csv");
+        let text: Vec<String> = (1..=20)
+            .map(|hour| long_row("p1", hour, "-nan", u8::from(hour > 15)))
+            .collect();
+        std::fs::write(
+            &long,
+            format!("patient_id,{CHALLENGE_HEADER}\n{}\n", text.join("\n")),
+        )
+        .unwrap();
+        let (stored, batches) = both_ways(&Schema::embedded(), &long, 4096).await;
+        assert_eq!(batches, [stored]);
+    }
+
+    #[test]
+    fn batch_import_names_bad_value_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        let rows = [long_row("p1", 1, "80", 0), long_row("p1", 2, "abc", 0)];
+        std::fs::write(
+            &path,
+            format!("patient_id,{CHALLENGE_HEADER}\n{}\n", rows.join("\n")),
+        )
+        .unwrap();
+        let mut batches = Vec::new();
+        let error = import_to_batches(&Schema::embedded(), &path, 10, &mut |b| batches.push(b))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("line 3"), "{error}");
+        assert!(error.contains("\"HR\""), "{error}");
+        assert!(error.contains("abc"), "{error}");
+        assert!(batches.is_empty());
     }
 }

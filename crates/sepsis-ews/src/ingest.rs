@@ -206,43 +206,6 @@ pub fn parse_tapped(
     })
 }
 
-/// Parses raw CSV bytes as they arrive on `chunks` into row batches kept in
-/// memory, on a blocking thread, for data that is scored and not stored.
-pub fn parse_tapped_batches(
-    schema: &Schema,
-    location: String,
-    chunks: tokio::sync::mpsc::Receiver<Bytes>,
-) -> tokio::task::JoinHandle<Result<ParsedBatches, IngestError>> {
-    let schema = schema.clone();
-    tokio::task::spawn_blocking(move || {
-        let reader = buffered_chunks(chunks);
-        let mut batches = Vec::new();
-        let (digest, rows) = parse_csv_batches(
-            reader,
-            &schema,
-            &location,
-            &crate::progress::NoProgress,
-            |batch| {
-                batches.push(batch);
-                Ok(())
-            },
-        )?;
-        Ok(ParsedBatches {
-            batches,
-            digest,
-            rows,
-        })
-    })
-}
-
-/// A raw CSV parsed into row batches in the snapshot's layout, with the
-/// digest of the bytes read.
-pub struct ParsedBatches {
-    pub batches: Vec<RecordBatch>,
-    pub digest: String,
-    pub rows: u64,
-}
-
 /// Stores the snapshot parsed by [`parse_tapped`] under the digest that the
 /// import computed, unless a snapshot of the same data and schema exists.
 /// It uses that digest rather than rereading the import record, which

@@ -384,8 +384,8 @@ pub enum Purpose {
 }
 
 /// Imports, validates and scores a data file of any format that `sepsis data
-/// import` reads. The file goes through a scratch store in memory, so the
-/// configured store's data is left alone.
+/// import` reads. The rows stay in memory, so the configured store's data is
+/// left alone.
 pub async fn score_file(
     schema: &Schema,
     input: &Path,
@@ -393,35 +393,72 @@ pub async fn score_file(
     purpose: Purpose,
 ) -> Result<ScoredData, ScoringError> {
     let schema = schema.for_scoring(purpose == Purpose::Evaluate);
-    let started = std::time::Instant::now();
-    let (scratch, digest, batches) = import_batches(&schema, input).await?;
-    tracing::info!(
-        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "data imported"
-    );
-    // Validation and scoring run at the same time, and scoring's result is
-    // used only when the validation passed. Rows that fail validation make
-    // scoring return an error or wrong scores, both discarded. Scoring reads
-    // a null as NaN or empty text, so such rows do not make it panic.
-    let started = std::time::Instant::now();
-    let validating = crate::validate::validate_batches(&scratch, &schema, &digest, batches.clone());
     let model = model.clone();
-    let scoring = tokio::task::spawn_blocking({
-        let schema = schema.clone();
-        move || score_batches(&schema, batches, &model, purpose)
+    let input = input.to_path_buf();
+    tokio::task::spawn_blocking(move || score_file_blocking(&schema, &input, &model, purpose))
+        .await
+        .expect("the scoring thread does not panic")
+}
+
+fn score_file_blocking(
+    schema: &Schema,
+    input: &Path,
+    model: &ScoringModel,
+    purpose: Purpose,
+) -> Result<ScoredData, ScoringError> {
+    let started = std::time::Instant::now();
+    // The import hands over whole-patient batches as it reads them.
+    // Validation checks them in row order and scoring scores them on all
+    // cores at the same time. Scoring's result is used only when the
+    // validation passed: rows that fail validation make scoring return an
+    // error or wrong scores, both discarded. Scoring reads a null as NaN or
+    // empty text, so such rows do not make it panic.
+    let (to_validation, validation_input) = std::sync::mpsc::channel();
+    let (to_scoring, scoring_input) = std::sync::mpsc::channel();
+    let (imported, validated, scored) = std::thread::scope(|scope| {
+        let importing = scope.spawn(move || {
+            let imported = crate::import::import_to_batches(
+                schema,
+                input,
+                TASK_ROWS,
+                &mut |batch: RecordBatch| {
+                    // A closed channel means its reader stopped early and
+                    // reports its own error.
+                    let _ = to_validation.send(batch.clone());
+                    let _ = to_scoring.send(batch);
+                },
+            );
+            if let Ok(counts) = &imported {
+                tracing::info!(
+                    rows = counts.rows,
+                    patients = counts.patients,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "data imported"
+                );
+            }
+            imported
+        });
+        let validating = scope.spawn(move || {
+            crate::validate::validate_in_memory(schema, validation_input.into_iter())
+        });
+        let scored = score_batches(schema, scoring_input, model, purpose);
+        let imported = importing.join().expect("the import thread does not panic");
+        let validated = validating
+            .join()
+            .expect("the validation thread does not panic");
+        (imported, validated, scored)
     });
-    let (validated, scored) = tokio::join!(validating, scoring);
-    // The report lives in the scratch store and is gone when scoring ends, so
-    // the error carries the first finding instead of the report's location.
-    match validated {
+    // An import error comes first: validation and scoring then saw only
+    // part of the data.
+    let imported = imported?;
+    match validated.and_then(|report| crate::validate::require_valid(report, &imported.line_map)) {
         Ok(_) => {}
         Err(ValidateError::Failed { count, first, .. }) => {
             return Err(ScoringError::Invalid { count, first })
         }
         Err(error) => return Err(error.into()),
     }
-    let scored = scored.expect("the scoring thread does not panic")?;
+    let scored = scored?;
     tracing::info!(
         rows = scored.patient_ids.len(),
         patients = scored.cohort.patients.len(),
@@ -445,83 +482,62 @@ pub async fn import_to_memory(
     Ok((store, imported.digest, snapshot))
 }
 
-/// Imports a data file into a new store in memory and parses the raw CSV
-/// while the import writes it, as `sepsis pipeline` does, into row batches
-/// in the snapshot's layout, kept in memory. Returns the store, the data
-/// digest and the batches.
-async fn import_batches(
-    schema: &Schema,
-    input: &Path,
-) -> Result<(Store, String, Vec<RecordBatch>), ScoringError> {
-    let store = Store::in_memory();
-    let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    let location = store.uri(Area::RawData, crate::import::RAW_DATA_KEY);
-    let parser = crate::ingest::parse_tapped_batches(schema, location.clone(), receiver);
-    let imported = crate::import::import_with_tap(
-        &store,
-        schema,
-        input,
-        crate::progress::silent(),
-        Some(sender),
-    )
-    .await;
-    let parsed = parser.await.expect("the ingest thread does not panic");
-    // An import error comes first: the parser then saw a cut stream.
-    let imported = imported?;
-    let parsed = parsed?;
-    if parsed.digest != imported.digest {
-        return Err(IngestError::DigestMismatch {
-            location,
-            expected: imported.digest,
-            actual: parsed.digest,
-        }
-        .into());
-    }
-    Ok((store, imported.digest, parsed.batches))
-}
-
 /// Rows per scoring task: whole patients, cut after about this many rows. A
 /// task's feature columns (457 float32 columns with the default
 /// configuration, about 7 MiB) then stay in the shared cache while the trees
 /// read them.
 const TASK_ROWS: usize = 4096;
 
-/// Scores rows in tasks of whole patients spread over all cores, and
-/// collects the results in row order. Returns the first error in row order.
+/// Scores batches of whole patients as they arrive on `tasks`, one task
+/// each, spread over all cores, and collects the results in row order.
+/// Returns the first error in row order.
 fn score_batches(
     schema: &Schema,
-    batches: Vec<RecordBatch>,
+    tasks: std::sync::mpsc::Receiver<RecordBatch>,
     model: &ScoringModel,
     purpose: Purpose,
 ) -> Result<ScoredData, ScoringError> {
-    let tasks = crate::features::patient_chunks(&batches, &schema.id_column, TASK_ROWS)?;
-    drop(batches);
-    let results: Vec<std::sync::Mutex<Option<Result<ScoredData, ScoringError>>>> =
-        tasks.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    // The next task and its index in row order.
+    let source = Mutex::new((tasks, 0usize));
+    let results: Mutex<Vec<Option<Result<ScoredData, ScoringError>>>> = Mutex::new(Vec::new());
+    // Tasks after the first failed one are not needed: the first error in
+    // row order is returned, and no later task can precede it.
+    let first_failure = AtomicUsize::new(usize::MAX);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(tasks.len()) {
+        for _ in 0..threads {
             scope.spawn(|| loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(task) = tasks.get(index) else {
-                    break;
+                let (index, task) = {
+                    let mut source = source.lock().expect("no scoring thread panics");
+                    let Ok(task) = source.0.recv() else {
+                        break;
+                    };
+                    source.1 += 1;
+                    (source.1 - 1, task)
                 };
-                let result = score_task(schema, task, model, purpose);
-                let failed = result.is_err();
-                *results[index].lock().expect("no scoring thread panics") = Some(result);
-                if failed {
-                    // Tasks after this one are not needed: the first error in
-                    // row order is returned, and no later task can precede it.
-                    next.fetch_max(tasks.len(), std::sync::atomic::Ordering::Relaxed);
+                if index > first_failure.load(Ordering::Relaxed) {
+                    break;
                 }
+                let result = score_task(schema, &task, model, purpose);
+                if result.is_err() {
+                    first_failure.fetch_min(index, Ordering::Relaxed);
+                }
+                let mut results = results.lock().expect("no scoring thread panics");
+                if results.len() <= index {
+                    results.resize_with(index + 1, || None);
+                }
+                results[index] = Some(result);
             });
         }
     });
 
+    let results = results.into_inner().expect("no scoring thread panics");
     let mut scored = ScoredData::default();
     for result in results {
-        let Some(result) = result.into_inner().expect("no scoring thread panics") else {
+        let Some(result) = result else {
             break;
         };
         scored.append(result?);

@@ -153,23 +153,33 @@ pub async fn validate_snapshot(
     store_report(store, data_digest, report).await
 }
 
-/// Validates the rows of `data_digest` held in memory, batches in the
-/// snapshot's layout, and stores the report, with the same result as
-/// [`validate_snapshot`] on the snapshot of those rows.
-pub async fn validate_batches(
-    store: &Store,
+/// Validates rows held in memory, batches in the snapshot's layout in row
+/// order, without storing a report. Pass the report to [`require_valid`].
+/// Blocks.
+pub fn validate_in_memory(
     schema: &Schema,
-    data_digest: &str,
-    batches: Vec<RecordBatch>,
+    batches: impl Iterator<Item = RecordBatch>,
 ) -> Result<ValidationReport, ValidateError> {
-    let schema_for_check = schema.clone();
-    let digest = data_digest.to_string();
-    let report = tokio::task::spawn_blocking(move || {
-        check_batches(batches.into_iter().map(Ok), &schema_for_check, &digest)
+    // The report is not stored, so it needs no data digest.
+    check_batches(batches.map(Ok), schema, "")
+}
+
+/// Names the input lines of each finding of a report from
+/// [`validate_in_memory`] through `line_map`. Returns the report when it
+/// passed, and [`ValidateError::Failed`] otherwise.
+pub fn require_valid(
+    mut report: ValidationReport,
+    line_map: &crate::import::LineMap,
+) -> Result<ValidationReport, ValidateError> {
+    name_source_lines(&mut report, line_map);
+    if report.passed {
+        return Ok(report);
+    }
+    Err(ValidateError::Failed {
+        count: report.errors.len(),
+        first: report.errors[0].describe(),
+        report: "(not stored)".into(),
     })
-    .await
-    .expect("the validation thread does not panic")?;
-    store_report(store, data_digest, report).await
 }
 
 /// Adds the source lines to a report and stores it. Returns the report when
@@ -213,11 +223,15 @@ async fn add_source_lines(store: &Store, data_digest: &str, report: &mut Validat
     if imported.digest != data_digest {
         return;
     }
+    name_source_lines(report, &imported.line_map);
+}
+
+fn name_source_lines(report: &mut ValidationReport, line_map: &crate::import::LineMap) {
     for finding in &mut report.errors {
         finding.source_lines = finding
             .lines
             .iter()
-            .filter_map(|line| imported.line_map.source_of(*line))
+            .filter_map(|line| line_map.source_of(*line))
             .map(|(file, line)| format!("{file} line {line}"))
             .collect();
     }
