@@ -124,10 +124,11 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     let watcher = state.spawn_model_watcher();
     tracing::info!(%addr, model = state.registry().model_name(), "listening");
-    let result = axum::serve(listener, router(state))
+    let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
+    state.jobs().stop().await;
     tracing::info!(%addr, "stopped");
     result.map_err(ServeError::Serve)
 }

@@ -6,9 +6,11 @@
 //! serves the new version. The job table lives in memory: a restarted
 //! service loses earlier jobs, while their runs stay in the store.
 //!
-//! NOTE: stopping the service does not stop a running job. The child
-//! process runs to its end, and its outcome is then only in the store and
-//! in the pipeline's own log.
+//! When the service shuts down, it kills a running job's process and
+//! waits for it to exit, and the job ends as failed. The killed run leaves
+//! a partial run folder under `artifacts/runs/` and, when tracking is on,
+//! an MLflow run that stays open. It has not reached the registry, which
+//! the pipeline changes only in its last step.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -139,6 +141,11 @@ pub struct Job {
 pub struct Jobs {
     settings: TrainSettings,
     table: Mutex<VecDeque<Job>>,
+    /// A flag that turns true when the service shuts down, which stops a
+    /// running job.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// The task that waits for the running job's process.
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Jobs {
@@ -146,6 +153,22 @@ impl Jobs {
         Jobs {
             settings,
             table: Mutex::new(VecDeque::new()),
+            stopping: tokio::sync::watch::Sender::new(false),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// Kills the running job's process, if any, and waits until the job is
+    /// recorded as failed. Call it once no request can start another job.
+    pub async fn stop(&self) {
+        self.stopping.send_replace(true);
+        let watcher = self
+            .watcher
+            .lock()
+            .expect("the lock is not poisoned")
+            .take();
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
         }
     }
 
@@ -227,18 +250,25 @@ pub fn start(state: &AppState, request: TrainRequest) -> Result<Job, ApiError> {
         table.pop_front();
     }
     table.push_back(job.clone());
-    drop(table);
 
     state.metrics().training_job("started");
     tracing::info!(job_id = %job.id, "training job started");
-    let state = state.clone();
     let id = job.id.clone();
-    tokio::spawn(async move { watch(state, id, child).await });
+    let stopping = jobs.stopping.subscribe();
+    let watcher = tokio::spawn(watch(state.clone(), id, child, stopping));
+    *jobs.watcher.lock().expect("the lock is not poisoned") = Some(watcher);
+    drop(table);
     Ok(job)
 }
 
-/// Waits for the child, then records its outcome.
-async fn watch(state: AppState, id: String, mut child: tokio::process::Child) {
+/// Waits for the child, or kills it when the service stops, then records
+/// its outcome.
+async fn watch(
+    state: AppState,
+    id: String,
+    mut child: tokio::process::Child,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let started = std::time::Instant::now();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -265,11 +295,31 @@ async fn watch(state: AppState, id: String, mut child: tokio::process::Child) {
         }
         tail
     };
-    let (stdout, stderr, status) = tokio::join!(read_stdout, read_stderr, child.wait());
+    let mut stopped = false;
+    let stop_requested = async move {
+        if stopping.wait_for(|stop| *stop).await.is_err() {
+            // The job table is gone, so nothing can ask for a stop.
+            std::future::pending::<()>().await;
+        }
+    };
+    let exited = async {
+        tokio::select! {
+            status = child.wait() => status,
+            () = stop_requested => {
+                stopped = true;
+                // A failed kill is ignored: the wait below reports how the process
+                // ended either way.
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        }
+    };
+    let (stdout, stderr, status) = tokio::join!(read_stdout, read_stderr, exited);
 
     let finished_at = chrono::Utc::now().to_rfc3339();
     let exit_code = status.as_ref().ok().and_then(|s| s.code());
     let outcome = match status {
+        _ if stopped => Err("stopped: the service shut down while the job ran".to_string()),
         Ok(status) if status.success() => parse_outcome(&stdout),
         Ok(_) => Err(error_line(&stderr)),
         Err(e) => Err(format!("waiting for the pipeline failed: {e}")),

@@ -206,3 +206,49 @@ async fn training_request_is_checked() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.json()["error"], "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_kills_running_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("job.pid");
+    let program = script(
+        dir.path(),
+        "slow.sh",
+        &format!("echo $$ > '{}'\nexec sleep 300", pid_file.display()),
+    );
+    let training = TrainSettings {
+        program,
+        args: vec!["--store".into(), "memory://".into()],
+        token: Some(ApiToken::new(TOKEN)),
+    };
+    let state = state_with_settings(None, settings(), training).await;
+    let app = router(state.clone());
+    let server = crate::socket::spawn_server(state).await;
+    let reply = crate::socket::client()
+        .post(server.url("/train"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    let location = reply.headers()["location"].to_str().unwrap().to_string();
+    let mut pid = String::new();
+    for _ in 0..200 {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if pid.ends_with('\n') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let process = PathBuf::from(format!("/proc/{}", pid.trim()));
+    assert!(process.exists(), "the job's process {pid:?} runs");
+
+    server.shut_down().await;
+    let job = send(&app, status_request(&location)).await.json();
+    assert_eq!(job["status"], "failed");
+    assert_eq!(
+        job["error"],
+        "stopped: the service shut down while the job ran"
+    );
+    assert!(!process.exists(), "the job's process was killed and reaped");
+}
