@@ -148,6 +148,10 @@ pub struct TrainingConfig {
     pub bagging_fraction: f64,
     pub bagging_freq: u32,
     pub lambda_l2: f64,
+    /// LightGBM's `extra_trees`: each split tries one random threshold per
+    /// feature, which regularises the trees.
+    #[serde(default)]
+    pub extra_trees: bool,
     pub seed: u64,
     /// OpenMP threads for LightGBM; 0 lets LightGBM use every core.
     pub num_threads: u32,

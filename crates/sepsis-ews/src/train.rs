@@ -366,6 +366,7 @@ pub fn lightgbm_params(config: &TrainingConfig, positive_weight: f64) -> serde_j
         "bagging_fraction": config.bagging_fraction,
         "bagging_freq": config.bagging_freq,
         "lambda_l2": config.lambda_l2,
+        "extra_trees": config.extra_trees,
         "seed": config.seed,
         "deterministic": true,
         "num_threads": config.num_threads,
@@ -527,6 +528,36 @@ mod tests {
         keyed.sort();
         let validation = split_patients(&all, 42, 0.34);
         assert_eq!(validation, HashSet::from([keyed[0].1.to_string()]));
+    }
+
+    #[test]
+    fn extra_trees_setting_reaches_lightgbm() {
+        let sources = |value: &str| crate::config::ConfigSources {
+            file: None,
+            read_env: false,
+            overrides: vec![("training.extra_trees".into(), value.into())],
+        };
+        let names = vec!["x".to_string()];
+        for (value, expected) in [("true", "[extra_trees: 1]"), ("false", "[extra_trees: 0]")] {
+            let mut config = crate::config::Config::load(&sources(value))
+                .unwrap()
+                .training;
+            config.num_iterations = 2;
+            config.min_data_in_leaf = 5;
+            let values: Vec<f32> = (0..200).map(|i| i as f32).collect();
+            let labels = values.iter().map(|v| f32::from(*v >= 100.0)).collect();
+            let matrix = Matrix {
+                values,
+                labels,
+                width: 1,
+            };
+            let (text, params) = train_model(matrix, &config, &names).unwrap();
+            assert_eq!(params["extra_trees"], value == "true");
+            assert!(
+                text.contains(expected),
+                "{value}: no {expected} in the model"
+            );
+        }
     }
 
     #[test]
