@@ -40,6 +40,8 @@ const PROBABILITY_BUCKETS: [f64; 14] = [
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The features of the input drift gauges set at the last scrape.
+    drift_features: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,7 +63,11 @@ impl Metrics {
             .expect("the bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { recorder, handle };
+        let metrics = Metrics {
+            recorder,
+            handle,
+            drift_features: std::sync::Mutex::new(Vec::new()),
+        };
         metrics.record(|| {
             describe();
             metrics::gauge!(MODEL_READY).set(0.0);
@@ -131,20 +137,44 @@ impl Metrics {
 
     /// Sets the drift gauges from the served model's window. Below
     /// `min_rows` rows, and after a swap to a model with a new window, the
-    /// PSI gauges read NaN, which no threshold comparison matches.
+    /// PSI gauges read NaN, which no threshold comparison matches. After a
+    /// swap to a model without a drift reference, or with other input
+    /// columns, the gauges of the columns it does not report read NaN too.
     pub fn observe_drift(&self, report: Option<&DriftReport>, min_rows: usize) {
-        let Some(report) = report else {
-            return;
-        };
+        let mut previous_features = self
+            .drift_features
+            .lock()
+            .expect("the lock is not poisoned");
+        let reported: Vec<String> = report
+            .map(|r| {
+                r.inputs
+                    .iter()
+                    .map(|(feature, _)| feature.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         self.record(|| {
-            metrics::gauge!(DRIFT_WINDOW_ROWS).set(report.rows as f64);
-            let enough = report.rows >= min_rows;
-            let value = |psi: f64| if enough { psi } else { f64::NAN };
-            for (feature, psi) in &report.inputs {
-                metrics::gauge!(INPUT_DRIFT, "feature" => feature.clone()).set(value(*psi));
+            for stale in previous_features.iter().filter(|f| !reported.contains(f)) {
+                metrics::gauge!(INPUT_DRIFT, "feature" => stale.clone()).set(f64::NAN);
             }
-            metrics::gauge!(PREDICTION_DRIFT).set(value(report.prediction));
+            match report {
+                Some(report) => {
+                    metrics::gauge!(DRIFT_WINDOW_ROWS).set(report.rows as f64);
+                    let enough = report.rows >= min_rows;
+                    let value = |psi: f64| if enough { psi } else { f64::NAN };
+                    for (feature, psi) in &report.inputs {
+                        metrics::gauge!(INPUT_DRIFT, "feature" => feature.clone()).set(value(*psi));
+                    }
+                    metrics::gauge!(PREDICTION_DRIFT).set(value(report.prediction));
+                }
+                None if !previous_features.is_empty() => {
+                    metrics::gauge!(DRIFT_WINDOW_ROWS).set(0.0);
+                    metrics::gauge!(PREDICTION_DRIFT).set(f64::NAN);
+                }
+                None => {}
+            }
         });
+        *previous_features = reported;
     }
 
     /// Counts a training job event: `started`, `succeeded` or `failed`.
@@ -215,4 +245,68 @@ fn describe() {
         Unit::Count,
         "Training jobs started over the API, and how they ended (started, succeeded, failed)."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge_line<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    #[test]
+    fn drift_gauges_turn_nan_without_reference() {
+        let metrics = Metrics::new();
+        let report = DriftReport {
+            rows: 2000,
+            inputs: vec![("HR".into(), 0.3), ("Temp".into(), 0.01)],
+            prediction: 0.05,
+        };
+        metrics.observe_drift(Some(&report), 1000);
+        let text = metrics.render();
+        assert_eq!(
+            gauge_line(&text, "input_drift_psi{feature=\"HR\"}"),
+            "input_drift_psi{feature=\"HR\"} 0.3"
+        );
+        assert_eq!(
+            gauge_line(&text, "prediction_drift_psi"),
+            "prediction_drift_psi 0.05"
+        );
+
+        // A model with other input columns: the old column's gauge is NaN.
+        let other = DriftReport {
+            rows: 2000,
+            inputs: vec![("Temp".into(), 0.02)],
+            prediction: 0.04,
+        };
+        metrics.observe_drift(Some(&other), 1000);
+        let text = metrics.render();
+        assert_eq!(
+            gauge_line(&text, "input_drift_psi{feature=\"HR\"}"),
+            "input_drift_psi{feature=\"HR\"} NaN"
+        );
+        assert_eq!(
+            gauge_line(&text, "input_drift_psi{feature=\"Temp\"}"),
+            "input_drift_psi{feature=\"Temp\"} 0.02"
+        );
+
+        // A model without a reference: every drift gauge is NaN.
+        metrics.observe_drift(None, 1000);
+        let text = metrics.render();
+        assert_eq!(
+            gauge_line(&text, "input_drift_psi{feature=\"Temp\"}"),
+            "input_drift_psi{feature=\"Temp\"} NaN"
+        );
+        assert_eq!(
+            gauge_line(&text, "prediction_drift_psi"),
+            "prediction_drift_psi NaN"
+        );
+        assert_eq!(
+            gauge_line(&text, "drift_window_rows"),
+            "drift_window_rows 0"
+        );
+    }
 }
