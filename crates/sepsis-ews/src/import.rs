@@ -410,7 +410,8 @@ struct LineLimit<R> {
 impl<R: Read> Read for LineLimit<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        match buf[..n].iter().rposition(|b| *b == b'\n') {
+        // A carriage return alone also ends a line, as the CSV reader reads it.
+        match buf[..n].iter().rposition(|b| *b == b'\n' || *b == b'\r') {
             Some(last) => self.line_bytes = n - last - 1,
             None => self.line_bytes += n,
         }
@@ -546,14 +547,18 @@ fn convert(
 
         let mut record = csv::ByteRecord::new();
         let mut data_rows = 0u64;
-        let mut line = 1;
+        // Lines are counted here rather than taken from the reader's
+        // positions, which are one line early in files with CRLF line ends.
+        // A quoted field may span lines, so its line breaks count.
+        let mut next_line = 2 + line_breaks(&input_header);
         loop {
             match csv_reader.read_byte_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(e) => return Err(read_error(&file_name, &e, line + 1)),
+                Err(e) => return Err(read_error(&file_name, &e, next_line)),
             }
-            line = record.position().map_or(line + 1, |p| p.line());
+            let line = next_line;
+            next_line += 1 + line_breaks(&record);
             data_rows += 1;
             let row = build_row(schema, &plan, &record, source, &file_name, line)?;
 
@@ -623,10 +628,14 @@ fn open_maybe_gzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read 
     }
 }
 
-/// Describes a read failure; `line_guess` is used when the error carries no
-/// position, as with a decompression error in the middle of a record.
-fn read_error(file: &str, error: &csv::Error, line_guess: u64) -> ImportError {
-    let line = error.position().map_or(line_guess, |p| p.line());
+/// Counts the line breaks inside the fields of a record.
+fn line_breaks(record: &csv::ByteRecord) -> u64 {
+    record.as_slice().iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// Describes a read failure at `line`, the line where the record being read
+/// starts.
+fn read_error(file: &str, error: &csv::Error, line: u64) -> ImportError {
     let message = match error.kind() {
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the file ends unexpectedly: truncated or corrupt gzip data".to_string()
@@ -1212,6 +1221,64 @@ mod tests {
         assert!(message.contains("line 3"), "{message}");
         assert!(message.contains("\"HR\""), "{message}");
         assert!(message.contains("\"abc\""), "{message}");
+    }
+
+    #[tokio::test]
+    async fn line_numbers_follow_any_line_end() {
+        let rows: Vec<String> = (1..=5).map(|hour| long_row("p1", hour, "80", 0)).collect();
+        for end in ["\n", "\r\n", "\r"] {
+            let mut lines = vec![format!("patient_id,{CHALLENGE_HEADER}")];
+            lines.extend(rows.iter().cloned());
+            let good = lines.join(end) + end;
+            let (_, manifest) = import_text(&good, "good.csv").await.unwrap();
+            assert_eq!(manifest.rows, 5, "{end:?}");
+            // The fourth data row is line 5 of the input.
+            assert_eq!(
+                manifest.line_map.source_of(5),
+                Some(("good.csv", 5)),
+                "{end:?}"
+            );
+
+            lines[4] = long_row("p1", 4, "abc", 0);
+            let bad = lines.join(end) + end;
+            let message = import_text(&bad, "bad.csv").await.unwrap_err().to_string();
+            assert!(message.contains("line 5,"), "{end:?}: {message}");
+
+            lines[4] = long_row("p1", 4, "80", 0);
+            lines.push("p1,1,2".into());
+            let short = lines.join(end) + end;
+            let message = import_text(&short, "short.csv")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("line 7:"), "{end:?}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn quoted_line_break_counts_as_a_line() {
+        let text = format!(
+            "patient_id,{CHALLENGE_HEADER}\n\"p\n1\",{}\n{}\n",
+            long_row("x", 1, "80", 0).split_once(',').unwrap().1,
+            long_row("p2", 1, "abc", 0)
+        );
+        let message = import_text(&text, "quoted.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 4,"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn long_file_with_carriage_returns_is_read() {
+        // Over 1 MiB with no line feed at all.
+        let rows: Vec<String> = (1..=25_000)
+            .map(|hour| long_row("p1", hour, "80", 0))
+            .collect();
+        let text = format!("patient_id,{CHALLENGE_HEADER}\r{}\r", rows.join("\r"));
+        assert!(text.len() > 1 << 20);
+        let (_, manifest) = import_text(&text, "cr.csv").await.unwrap();
+        assert_eq!(manifest.rows, 25_000);
     }
 
     #[tokio::test]
