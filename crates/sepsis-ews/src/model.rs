@@ -104,6 +104,7 @@ impl TreeModel {
         let mut sigmoid = None;
         let mut feature_names = Vec::new();
         let mut num_class = 1;
+        let mut listed_trees = None;
 
         for line in lines.by_ref() {
             if line.starts_with("Tree=") {
@@ -124,6 +125,8 @@ impl TreeModel {
                 );
             } else if let Some(names) = line.strip_prefix("feature_names=") {
                 feature_names = names.split(' ').map(str::to_string).collect();
+            } else if let Some(sizes) = line.strip_prefix("tree_sizes=") {
+                listed_trees = Some(sizes.split_whitespace().count());
             } else if let Some(value) = line.strip_prefix("num_class=") {
                 num_class = value.trim().parse::<usize>().unwrap_or(0);
             } else if line.starts_with("average_output") {
@@ -137,20 +140,34 @@ impl TreeModel {
 
         let mut trees = Vec::new();
         let mut fields: Vec<(&str, &str)> = Vec::new();
+        let mut complete = false;
         for line in lines {
             let block_ends = line.starts_with("Tree=") || line.starts_with("end of trees");
             if block_ends {
                 trees.push(parse_tree(&fields, trees.len(), feature_names.len())?);
                 fields.clear();
                 if line.starts_with("end of trees") {
+                    complete = true;
                     break;
                 }
             } else if let Some((key, value)) = line.split_once('=') {
                 fields.push((key, value));
             }
         }
+        if !complete {
+            return Err(invalid(
+                "the text ends before the `end of trees` line: the file is truncated".into(),
+            ));
+        }
         if trees.is_empty() {
             return Err(invalid("no trees".into()));
+        }
+        if let Some(listed) = listed_trees.filter(|listed| *listed != trees.len()) {
+            return Err(invalid(format!(
+                "the file holds {} trees but its tree_sizes line lists {listed}: the file is \
+                 truncated or was edited",
+                trees.len()
+            )));
         }
         let forest = batch::Forest::new(&trees, feature_names.len())?;
         Ok(TreeModel {
@@ -715,6 +732,30 @@ mod tests {
             TreeModel::parse(&text),
             Err(ModelError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn truncated_model_is_rejected() {
+        // Cut inside the second tree, and at a tree boundary.
+        let cut = STUMP.find("leaf_value=0.25").unwrap();
+        let boundary = STUMP.find("Tree=1").unwrap();
+        for text in [&STUMP[..cut], &STUMP[..boundary]] {
+            let error = TreeModel::parse(text).unwrap_err().to_string();
+            assert!(error.contains("truncated"), "{error}");
+        }
+        // A tree_sizes line listing more trees than the file holds, as when a
+        // whole tree block was cut out.
+        let sized = STUMP.replace(
+            "feature_names=a b\n",
+            "feature_names=a b\ntree_sizes=10 10 10\n",
+        );
+        let error = TreeModel::parse(&sized).unwrap_err().to_string();
+        assert!(error.contains("tree_sizes line lists 3"), "{error}");
+        let listed = STUMP.replace(
+            "feature_names=a b\n",
+            "feature_names=a b\ntree_sizes=10 10\n",
+        );
+        assert_eq!(TreeModel::parse(&listed).unwrap().num_trees(), 2);
     }
 
     #[test]
