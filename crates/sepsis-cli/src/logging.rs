@@ -54,7 +54,17 @@ pub fn init(config: &LoggingConfig) -> anyhow::Result<Option<WorkerGuard>> {
                 config.dir.display()
             )
         })?;
-        let appender = tracing_appender::rolling::daily(&config.dir, "sepsis.log");
+        let appender = tracing_appender::rolling::RollingFileAppender::builder()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("sepsis.log")
+            .build(&config.dir)
+            .with_context(|| {
+                format!(
+                    "cannot write the log file in {} (logging.dir); choose a writable folder, \
+                     or set logging.dir to \"\" to log to stderr only",
+                    config.dir.display()
+                )
+            })?;
         let (file, guard) = tracing_appender::non_blocking(appender);
         let writer = std::io::stderr.and(file);
         // No colour codes, because the same bytes go to the file.

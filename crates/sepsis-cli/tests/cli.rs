@@ -365,6 +365,27 @@ fn flag_overrides_environment() {
 }
 
 #[test]
+fn unwritable_log_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder where today's log file should go makes opening it fail.
+    for day in ["yesterday", "today", "tomorrow"] {
+        let date = Command::new("date")
+            .args(["-u", "-d", day, "+%F"])
+            .output()
+            .unwrap();
+        let date = String::from_utf8(date.stdout).unwrap();
+        std::fs::create_dir_all(dir.path().join(format!("logs/sepsis.log.{}", date.trim())))
+            .unwrap();
+    }
+    let output = sepsis(dir.path(), &["registry", "list"]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(message.contains("cannot write the log file"), "{message}");
+    assert!(message.contains("logging.dir"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
 fn log_file_has_step_spans_without_patient_ids() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
