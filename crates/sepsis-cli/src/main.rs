@@ -402,6 +402,15 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
         Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
+            let same_file = std::fs::canonicalize(&data)
+                .is_ok_and(|input| std::fs::canonicalize(&out).is_ok_and(|output| output == input));
+            if same_file {
+                anyhow::bail!(
+                    "--out {} is the input file, which the predictions would replace; give \
+                     another path",
+                    out.display()
+                );
+            }
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Predict)
                 .await

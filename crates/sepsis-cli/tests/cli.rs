@@ -966,6 +966,19 @@ fn evaluate_and_predict_score_other_files() {
         stderr(&output)
     );
 
+    // An output path naming the input file is rejected, and the input kept.
+    let input = write_csv(dir.path(), "same.csv", &valid_rows());
+    let before = std::fs::read(&input).unwrap();
+    let same = input.to_str().unwrap();
+    let output = sepsis(dir.path(), &["predict", "--data", same, "--out", same]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is the input file"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+
     // Histories that the schema refuses: named errors and no output file.
     let mut shuffled = valid_rows();
     shuffled.swap(2, 3);
