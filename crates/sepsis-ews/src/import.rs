@@ -571,10 +571,12 @@ fn convert(
                         file: file_name,
                         line,
                         column: schema.id_column.clone(),
-                        message: "this patient's rows are not contiguous: the same id appeared \
-                                  earlier, separated by another patient's rows; sort the file by \
-                                  patient id, then hour"
-                            .into(),
+                        message: format!(
+                            "the rows of patient {:?} are not contiguous: the same id appeared \
+                             earlier, separated by another patient's rows; sort the file by \
+                             patient id, then hour",
+                            row.patient_id
+                        ),
                     });
                 }
                 state.current_id = Some(row.patient_id.clone());
@@ -1253,6 +1255,23 @@ mod tests {
                 .to_string();
             assert!(message.contains("line 7:"), "{end:?}: {message}");
         }
+    }
+
+    #[tokio::test]
+    async fn split_patient_is_named() {
+        let rows = [
+            long_row("p1", 1, "80", 0),
+            long_row("p2", 1, "80", 0),
+            long_row("p1", 2, "80", 0),
+        ];
+        let text = format!("patient_id,{CHALLENGE_HEADER}\n{}\n", rows.join("\n"));
+        let message = import_text(&text, "split.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 4"), "{message}");
+        assert!(message.contains("patient \"p1\""), "{message}");
+        assert!(message.contains("not contiguous"), "{message}");
     }
 
     #[tokio::test]
