@@ -411,6 +411,16 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
                     out.display()
                 );
             }
+            // The output replaces the file by a rename, which a read-only
+            // mode would not stop, so the mode is checked here.
+            let read_only = std::fs::metadata(&out)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().readonly());
+            if read_only {
+                anyhow::bail!(
+                    "--out {} is read-only; make it writable or give another path",
+                    out.display()
+                );
+            }
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Predict)
                 .await

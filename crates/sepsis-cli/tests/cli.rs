@@ -979,6 +979,20 @@ fn evaluate_and_predict_score_other_files() {
     );
     assert_eq!(std::fs::read(&input).unwrap(), before);
 
+    // A read-only output file is rejected and left as it was.
+    let locked = dir.path().join("locked.csv");
+    std::fs::write(&locked, "keep\n").unwrap();
+    let mut permissions = std::fs::metadata(&locked).unwrap().permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&locked, permissions).unwrap();
+    let output = sepsis(
+        dir.path(),
+        &["predict", "--data", same, "--out", locked.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("read-only"), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&locked).unwrap(), "keep\n");
+
     // Histories that the schema refuses: named errors and no output file.
     let mut shuffled = valid_rows();
     shuffled.swap(2, 3);
