@@ -671,6 +671,23 @@ fn psv_directory_imports() {
     assert_eq!(result["format"], "psv_directory");
     assert_eq!(result["patients"], 2);
     assert_eq!(result["rows"], 8);
+
+    // A file with a header only is skipped with a warning that counts it.
+    std::fs::write(folder.join("p000003.psv"), format!("{header}\n")).unwrap();
+    let output = sepsis(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--data",
+            folder.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let message = stderr(&output);
+    assert_eq!(stdout_json(&output)["patients"], 2);
+    assert!(message.contains("empty_files=1"), "{message}");
+    assert!(!message.contains("p000003"), "{message}");
 }
 
 #[test]

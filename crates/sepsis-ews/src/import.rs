@@ -489,6 +489,7 @@ fn convert(
     let mut next_raw_line = 2u64;
     let mut finished_patients: HashSet<String> = HashSet::new();
     let mut format = None;
+    let mut empty_files = 0u64;
 
     for (file_index, source) in sources.iter().enumerate() {
         let file_name = source.path.display().to_string();
@@ -592,6 +593,14 @@ fn convert(
                 message: "the file has a header but no data rows".into(),
             });
         }
+        empty_files += u64::from(data_rows == 0);
+    }
+    if empty_files > 0 {
+        // File names are patient ids, so only the count is logged.
+        tracing::warn!(
+            empty_files,
+            "input files with a header but no rows were skipped; their patients have no rows"
+        );
     }
     state.flush(out)?;
     if state.rows == 0 {
