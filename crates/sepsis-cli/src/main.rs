@@ -402,11 +402,9 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
         Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
-            let same_file = std::fs::canonicalize(&data)
-                .is_ok_and(|input| std::fs::canonicalize(&out).is_ok_and(|output| output == input));
-            if same_file {
+            if names_input(&data, &out) {
                 anyhow::bail!(
-                    "--out {} is the input file, which the predictions would replace; give \
+                    "--out {} is an input file, which the predictions would replace; give \
                      another path",
                     out.display()
                 );
@@ -645,6 +643,18 @@ async fn registry_command(
         }
     }
     Ok(())
+}
+
+/// Checks whether `out` names the input `data`, or one of its `.psv` files
+/// when `data` is a folder.
+fn names_input(data: &std::path::Path, out: &std::path::Path) -> bool {
+    let (Ok(input), Ok(output)) = (std::fs::canonicalize(data), std::fs::canonicalize(out)) else {
+        return false;
+    };
+    let psv_in_folder = input.is_dir()
+        && output.parent() == Some(input.as_path())
+        && output.extension().is_some_and(|e| e == "psv");
+    output == input || psv_in_folder
 }
 
 /// Writes the predictions. A regular or new file is written to a temporary

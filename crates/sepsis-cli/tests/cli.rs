@@ -672,6 +672,27 @@ fn psv_directory_imports() {
     assert_eq!(result["patients"], 2);
     assert_eq!(result["rows"], 8);
 
+    // An output path naming one of the input files is rejected.
+    let first = folder.join("p000001.psv");
+    let before = std::fs::read(&first).unwrap();
+    let output = sepsis(
+        dir.path(),
+        &[
+            "predict",
+            "--data",
+            folder.to_str().unwrap(),
+            "--out",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is an input file"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&first).unwrap(), before);
+
     // A file with a header only is skipped with a warning that counts it.
     std::fs::write(folder.join("p000003.psv"), format!("{header}\n")).unwrap();
     let output = sepsis(
@@ -990,7 +1011,7 @@ fn evaluate_and_predict_score_other_files() {
     let output = sepsis(dir.path(), &["predict", "--data", same, "--out", same]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("is the input file"),
+        stderr(&output).contains("is an input file"),
         "{}",
         stderr(&output)
     );
