@@ -9,8 +9,9 @@
 //! When the service shuts down, it kills a running job's process and
 //! waits for it to exit, and the job ends as failed. The killed run leaves
 //! a partial run folder under `artifacts/runs/` and, when tracking is on,
-//! an MLflow run that stays open. It has not reached the registry, which
-//! the pipeline changes only in its last step.
+//! an MLflow run that stays open. A job killed before its register step
+//! leaves the registry alone; one killed during the tracking step after it
+//! has already registered its version.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
