@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use crate::progress::SharedProgress;
 use crate::schema::{DType, Schema};
 use crate::storage::{Area, StorageError, Store};
+use crate::table::ColumnBuilder;
 
 /// Key of the imported data inside `raw-data/`.
 ///
@@ -1030,13 +1031,7 @@ impl<'a> BatchSink<'a> {
     }
 
     fn cut(&mut self) {
-        let columns = self
-            .builders
-            .iter_mut()
-            .map(ColumnBuilder::finish)
-            .collect();
-        let batch = RecordBatch::try_new(self.arrow_schema.clone(), columns)
-            .expect("builders follow the snapshot schema");
+        let batch = crate::table::finish_batch(&mut self.builders, &self.arrow_schema);
         (self.on_batch)(batch);
         self.rows_in_batch = 0;
     }
@@ -1067,22 +1062,8 @@ impl RowSink for BatchSink<'_> {
     }
 }
 
-/// One column of a [`BatchSink`].
-enum ColumnBuilder {
-    Utf8(StringBuilder),
-    Float64(Float64Builder),
-    Int64(Int64Builder),
-}
-
+/// The parts of a column that only [`BatchSink`] needs.
 impl ColumnBuilder {
-    fn new(dtype: DType, rows: usize) -> Self {
-        match dtype {
-            DType::String => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
-            DType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
-            DType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
-        }
-    }
-
     /// Appends a value that [`build_row`] parsed as this column's dtype;
     /// `text` is its field.
     fn append(&mut self, value: Value, text: &[u8]) {
@@ -1102,22 +1083,6 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => b.append_value(f64::from(u8::from(positive))),
             ColumnBuilder::Int64(b) => b.append_value(i64::from(positive)),
             ColumnBuilder::Utf8(b) => b.append_value(if positive { "1" } else { "0" }),
-        }
-    }
-
-    fn append_null(&mut self) {
-        match self {
-            ColumnBuilder::Float64(b) => b.append_null(),
-            ColumnBuilder::Int64(b) => b.append_null(),
-            ColumnBuilder::Utf8(b) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
         }
     }
 }

@@ -9,16 +9,16 @@
 
 use std::io::Read;
 
-use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::import::{self, ImportError, RAW_DATA_KEY};
 use crate::progress::SharedProgress;
-use crate::schema::{DType, Schema};
+use crate::schema::Schema;
 use crate::storage::{Area, StorageError, Store};
-use crate::table::{self, ParquetBuffer, TableError, BATCH_ROWS};
+use crate::table::{self, ColumnBuilder, ParquetBuffer, TableError, BATCH_ROWS};
 
 pub const SNAPSHOT_FILE: &str = "snapshot.parquet";
 pub const SNAPSHOT_MANIFEST: &str = "snapshot.json";
@@ -276,32 +276,6 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-enum ColumnBuilder {
-    Utf8(StringBuilder),
-    Float64(Float64Builder),
-    Int64(Int64Builder),
-}
-
-impl ColumnBuilder {
-    fn new(dtype: DType) -> Self {
-        match dtype {
-            DType::String => {
-                ColumnBuilder::Utf8(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
-            }
-            DType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(BATCH_ROWS)),
-            DType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(BATCH_ROWS)),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Utf8(b) => std::sync::Arc::new(b.finish()),
-            ColumnBuilder::Float64(b) => std::sync::Arc::new(b.finish()),
-            ColumnBuilder::Int64(b) => std::sync::Arc::new(b.finish()),
-        }
-    }
-}
-
 fn parse_csv<R: Read>(
     reader: R,
     schema: &Schema,
@@ -360,7 +334,7 @@ fn parse_csv_batches<R: Read>(
     let mut builders: Vec<ColumnBuilder> = schema
         .columns
         .iter()
-        .map(|c| ColumnBuilder::new(c.dtype))
+        .map(|c| ColumnBuilder::new(c.dtype, BATCH_ROWS))
         .collect();
     let mut record = csv::ByteRecord::new();
     let mut rows = 0u64;
@@ -389,13 +363,13 @@ fn parse_csv_batches<R: Read>(
         rows += 1;
         in_batch += 1;
         if in_batch == BATCH_ROWS {
-            on_batch(finish_batch(&mut builders, &arrow_schema))?;
+            on_batch(table::finish_batch(&mut builders, &arrow_schema))?;
             in_batch = 0;
             progress.advance(BATCH_ROWS as u64);
         }
     }
     if in_batch > 0 {
-        on_batch(finish_batch(&mut builders, &arrow_schema))?;
+        on_batch(table::finish_batch(&mut builders, &arrow_schema))?;
         progress.advance(in_batch as u64);
     }
     drop(csv_reader);
@@ -436,14 +410,6 @@ fn append_field(builder: &mut ColumnBuilder, field: &[u8]) -> Result<(), String>
         }
     }
     Ok(())
-}
-
-fn finish_batch(
-    builders: &mut [ColumnBuilder],
-    schema: &arrow::datatypes::SchemaRef,
-) -> RecordBatch {
-    let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
-    RecordBatch::try_new(schema.clone(), columns).expect("builders follow the snapshot schema")
 }
 
 /// Loads the snapshot Parquet bytes of `data_digest`, after checking that it

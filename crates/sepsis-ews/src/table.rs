@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -33,6 +33,46 @@ pub enum TableError {
         #[source]
         source: arrow::error::ArrowError,
     },
+}
+
+/// One column of a snapshot batch being built, typed by its schema dtype.
+pub(crate) enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Float64(Float64Builder),
+    Int64(Int64Builder),
+}
+
+impl ColumnBuilder {
+    /// Starts an empty column with room for `rows` values.
+    pub(crate) fn new(dtype: DType, rows: usize) -> Self {
+        match dtype {
+            DType::String => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
+            DType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            DType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+        }
+    }
+
+    pub(crate) fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Utf8(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Turns the built columns into a batch of `schema` and empties the builders.
+pub(crate) fn finish_batch(builders: &mut [ColumnBuilder], schema: &SchemaRef) -> RecordBatch {
+    let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
+    RecordBatch::try_new(schema.clone(), columns).expect("builders follow the snapshot schema")
 }
 
 /// Builds the Arrow schema of a snapshot: one nullable column per schema column.
