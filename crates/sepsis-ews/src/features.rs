@@ -680,54 +680,6 @@ where
     }
 }
 
-/// Cuts row batches into batches of whole patients, each cut at the first
-/// patient boundary after at least `rows` rows, so batches can be processed
-/// independently. A batch within one input batch is a slice of it; only one
-/// that spans two input batches is copied.
-pub fn patient_chunks(
-    batches: &[RecordBatch],
-    id_column: &str,
-    rows: usize,
-) -> Result<Vec<RecordBatch>, FeatureError> {
-    let mut chunks = Vec::new();
-    // The slices of the chunk being gathered, and their rows.
-    let mut pending: Vec<RecordBatch> = Vec::new();
-    let mut pending_rows = 0;
-    for batch in batches {
-        let ids = string_column(batch, id_column)?;
-        let mut start = 0;
-        loop {
-            // A cut before row `r` ends a patient when row `r` starts another.
-            let earliest = (start + rows.saturating_sub(pending_rows)).max(start + 1);
-            let Some(cut) = (earliest..ids.len()).find(|r| ids[*r] != ids[*r - 1]) else {
-                break;
-            };
-            pending.push(batch.slice(start, cut - start));
-            chunks.push(join_slices(&mut pending)?);
-            pending_rows = 0;
-            start = cut;
-        }
-        if start < batch.num_rows() {
-            pending.push(batch.slice(start, batch.num_rows() - start));
-            pending_rows += batch.num_rows() - start;
-        }
-    }
-    if !pending.is_empty() {
-        chunks.push(join_slices(&mut pending)?);
-    }
-    Ok(chunks)
-}
-
-/// Joins and empties the gathered slices of one chunk.
-fn join_slices(slices: &mut Vec<RecordBatch>) -> Result<RecordBatch, FeatureError> {
-    let joined = match slices.as_slice() {
-        [single] => single.clone(),
-        _ => arrow::compute::concat_batches(&slices[0].schema(), slices.iter())?,
-    };
-    slices.clear();
-    Ok(joined)
-}
-
 /// Finds the first row of the batch's last patient.
 fn last_patient_start(batch: &RecordBatch, id_column: &str) -> Result<usize, FeatureError> {
     let ids = string_column(batch, id_column)?;

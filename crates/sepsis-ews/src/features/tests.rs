@@ -363,33 +363,3 @@ async fn patients_are_independent_and_batching_does_not_matter() {
         assert!(same_bits(a, b));
     }
 }
-
-/// Chunks cut for parallel scoring hold whole patients, each at least the
-/// requested size but the last, and give the rows back in order.
-#[tokio::test]
-async fn patient_chunks_keep_patients_whole() {
-    let schema = Schema::embedded();
-    let sample = test_support::sample_rows(&schema).await;
-    let first = sample.slice(0, patient_ranges(&sample)[59].end);
-    // Batches of 50 rows split patients, and chunks of 100 rows span batches.
-    let pieces: Vec<RecordBatch> = (0..first.num_rows())
-        .step_by(50)
-        .map(|start| first.slice(start, 50.min(first.num_rows() - start)))
-        .collect();
-    let chunks = patient_chunks(&pieces, "patient_id", 100).unwrap();
-    assert!(chunks.len() > 1);
-
-    let ids = string_column(&first, "patient_id").unwrap();
-    let mut row = 0;
-    for (index, chunk) in chunks.iter().enumerate() {
-        let chunk_ids = string_column(chunk, "patient_id").unwrap();
-        assert_eq!(chunk_ids, ids[row..row + chunk.num_rows()], "chunk {index}");
-        if index + 1 < chunks.len() {
-            assert!(chunk.num_rows() >= 100, "chunk {index} is too small");
-            let end = row + chunk.num_rows();
-            assert_ne!(ids[end - 1], ids[end], "chunk {index} splits a patient");
-        }
-        row += chunk.num_rows();
-    }
-    assert_eq!(row, first.num_rows());
-}
