@@ -402,23 +402,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
         Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
-            if names_input(&data, &out) {
-                anyhow::bail!(
-                    "--out {} is an input file, which the predictions would replace; give \
-                     another path",
-                    out.display()
-                );
-            }
-            // The output replaces the file by a rename, which a read-only
-            // mode would not stop, so the mode is checked here.
-            let read_only = std::fs::metadata(&out)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().readonly());
-            if read_only {
-                anyhow::bail!(
-                    "--out {} is read-only; make it writable or give another path",
-                    out.display()
-                );
-            }
+            check_output(&data, &out)?;
             let model = load_model(&ctx, model).await?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Predict)
                 .await
@@ -645,16 +629,32 @@ async fn registry_command(
     Ok(())
 }
 
-/// Checks whether `out` names the input `data`, or one of its `.psv` files
-/// when `data` is a folder.
-fn names_input(data: &std::path::Path, out: &std::path::Path) -> bool {
-    let (Ok(input), Ok(output)) = (std::fs::canonicalize(data), std::fs::canonicalize(out)) else {
-        return false;
-    };
-    let psv_in_folder = input.is_dir()
-        && output.parent() == Some(input.as_path())
-        && output.extension().is_some_and(|e| e == "psv");
-    output == input || psv_in_folder
+/// Rejects an `--out` that names the input `data`, one of its `.psv` files
+/// when `data` is a folder, or a read-only file, before any scoring.
+fn check_output(data: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    if let (Ok(input), Ok(output)) = (std::fs::canonicalize(data), std::fs::canonicalize(out)) {
+        let psv_in_folder = input.is_dir()
+            && output.parent() == Some(input.as_path())
+            && output.extension().is_some_and(|e| e == "psv");
+        if output == input || psv_in_folder {
+            anyhow::bail!(
+                "--out {} is an input file, which the predictions would replace; give another \
+                 path",
+                out.display()
+            );
+        }
+    }
+    // The predictions replace the file by a rename, which a read-only mode
+    // would not stop.
+    let read_only =
+        std::fs::metadata(out).is_ok_and(|meta| meta.is_file() && meta.permissions().readonly());
+    if read_only {
+        anyhow::bail!(
+            "--out {} is read-only; make it writable or give another path",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes the predictions. A regular or new file is written to a temporary
