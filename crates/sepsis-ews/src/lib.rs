@@ -10,6 +10,7 @@ pub mod assess;
 pub mod calibration;
 pub mod config;
 pub mod drift;
+pub mod ensemble;
 pub mod evaluate;
 pub mod experiment;
 pub mod failpoint;
