@@ -859,15 +859,31 @@ fn pipeline_summary(outcome: &PipelineOutcome) -> String {
             outcome.rows, outcome.patients, outcome.data_digest
         ),
         format!("  features    version {}{reused}", outcome.feature_version),
-        format!(
-            "  patients    {} fit / {} calibration / {} validation",
-            outcome.fit_patients, outcome.calibration_patients, outcome.validation_patients
-        ),
+        if outcome.folds >= 2 {
+            format!(
+                "  patients    {} fit and calibration ({} folds, out of fold) / {} validation",
+                outcome.fit_patients, outcome.folds, outcome.validation_patients
+            )
+        } else {
+            format!(
+                "  patients    {} fit / {} calibration / {} validation",
+                outcome.fit_patients, outcome.calibration_patients, outcome.validation_patients
+            )
+        },
         format!("  model       {}", outcome.model_path),
         format!("  report      {}", outcome.report_path),
         format!("  policy      {}", m.policy.statement),
         describe(&m.model),
     ];
+    if let Some(o) = &m.out_of_fold {
+        lines.push(format!(
+            "  out of fold  AUROC {} (SepsisLabel {}) on {} training patients, each scored by the \
+             fold booster that did not fit it",
+            show(o.auroc),
+            show(o.auroc_sepsis_label),
+            o.patients
+        ));
+    }
     lines.extend(baseline_lines(&m.baselines));
     let gate = &outcome.gate;
     lines.push(format!(

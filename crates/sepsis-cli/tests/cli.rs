@@ -1197,7 +1197,9 @@ fn failure_leaves_production_unchanged() {
     let sample = sample();
     let data = sample.to_str().unwrap();
     // A deliberately weak first model, let through by low minimums, so the
-    // runs below beat it and reach the pointer.
+    // runs below beat it and reach the pointer. Every rule that alerts at
+    // all breaks an alert budget of 1e-6 per patient-day, so it never
+    // alerts and its utility is 0.
     let weak = stdout_json(&sepsis(
         dir.path(),
         &[
@@ -1206,6 +1208,8 @@ fn failure_leaves_production_unchanged() {
             data,
             "--set",
             "training.num_iterations=2",
+            "--set",
+            "alert.max_alerts_per_patient_day=0.000001",
             "--set",
             "registry.gate.minimums.utility=-1",
             "--set",

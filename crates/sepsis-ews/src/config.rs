@@ -152,6 +152,14 @@ pub struct TrainingConfig {
     /// feature, which regularises the trees.
     #[serde(default)]
     pub extra_trees: bool,
+    /// Cross-fitting folds. With 2 or more, the fit and calibration patients
+    /// together are cut into this many folds; one booster is fitted without
+    /// each fold and scores it, the calibration and the alert rule are chosen
+    /// on those out-of-fold scores, and the model is the mean of the boosters.
+    /// With 1, the booster is fitted on the fit patients and calibrated on
+    /// the calibration patients.
+    #[serde(default = "one_fold")]
+    pub folds: u32,
     pub seed: u64,
     /// OpenMP threads for LightGBM; 0 lets LightGBM use every core.
     pub num_threads: u32,
@@ -160,6 +168,13 @@ pub struct TrainingConfig {
     /// which LightGBM's automatic choice does not promise.
     pub histogram: Histogram,
 }
+
+fn one_fold() -> u32 {
+    1
+}
+
+/// The most cross-fitting folds `training.folds` accepts.
+pub const MAX_FOLDS: u32 = 20;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -368,6 +383,12 @@ impl Config {
     /// Checks every value that has a valid range.
     pub fn check(raw: RawConfig) -> Result<Config, ConfigError> {
         let t = &raw.training;
+        ensure(
+            (1..=MAX_FOLDS).contains(&t.folds),
+            "training.folds",
+            t.folds,
+            "must be between 1 and 20",
+        )?;
         ensure(
             t.num_iterations >= 1,
             "training.num_iterations",
@@ -677,6 +698,25 @@ mod tests {
         let config = load_with(&[]).unwrap();
         assert_eq!(config.training.num_iterations, 300);
         assert_eq!(config.layout, LayoutConfig::default());
+    }
+
+    #[test]
+    fn folds_default_to_five_and_are_checked() {
+        assert_eq!(load_with(&[]).unwrap().training.folds, 5);
+        assert_eq!(
+            load_with(&[("training.folds", "1")])
+                .unwrap()
+                .training
+                .folds,
+            1
+        );
+        for bad in ["0", "21"] {
+            let message = load_with(&[("training.folds", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("training.folds"), "{message}");
+            assert!(message.contains(bad), "{message}");
+        }
     }
 
     #[test]

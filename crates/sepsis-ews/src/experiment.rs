@@ -116,6 +116,10 @@ async fn finish(
     let mut metrics = Vec::new();
     let model = serde_json::to_value(&outcome.metrics.model).unwrap_or(Value::Null);
     flatten_numbers("validation", &model, &mut metrics);
+    if let Some(out_of_fold) = &outcome.metrics.out_of_fold {
+        let value = serde_json::to_value(out_of_fold).unwrap_or(Value::Null);
+        flatten_numbers("out_of_fold", &value, &mut metrics);
+    }
     for baseline in &outcome.metrics.baselines {
         let value = serde_json::to_value(&baseline.evaluation).unwrap_or(Value::Null);
         flatten_numbers(&format!("baseline.{}", baseline.name), &value, &mut metrics);

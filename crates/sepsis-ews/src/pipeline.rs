@@ -291,6 +291,10 @@ pub struct RunMetrics {
     pub subgroups: Vec<SubgroupResult>,
     /// The features with the largest total split gain.
     pub top_features: Vec<(String, f64)>,
+    /// Ranking measures of the training patients' out-of-fold scores, when
+    /// the model was cross-fitted.
+    #[serde(default)]
+    pub out_of_fold: Option<assess::OutOfFold>,
 }
 
 /// Features listed in the importance table and chart.
@@ -356,12 +360,18 @@ pub async fn run_train(
     let plan = SplitPlan {
         split: ctx.config.split.clone(),
         calibration_fraction: ctx.config.alert.calibration_fraction,
+        folds: ctx.config.training.folds,
     };
     let work = async {
         let loading = Instant::now();
         let data = load_data(ctx, &manifest, &plan).await?;
         let fit_patients = data.fit_patients;
-        let calibration_patients = data.calibration.patients.len();
+        // Cross-fitting calibrates on every fit patient's out-of-fold score.
+        let calibration_patients = if plan.folds >= 2 {
+            fit_patients
+        } else {
+            data.calibration.patients.len()
+        };
         let validation_patients = data.validation.patients.len();
         let validation_rows = data.validation.rows();
         tracing::info!(
@@ -377,7 +387,7 @@ pub async fn run_train(
         let fit_spec = spec.clone();
         let (fitted, drift_inputs) = tokio::task::spawn_blocking(move || {
             // The inputs' reference distributions, from the rows the trees fit.
-            let drift_inputs = DriftReference::inputs_of(&fit_spec, &data.fit.values);
+            let drift_inputs = DriftReference::inputs_of(&fit_spec, &data.fit.matrix.values);
             (
                 assess::fit(data, &fit_spec, &training, &alert),
                 drift_inputs,
@@ -443,6 +453,7 @@ pub async fn run_train(
                 fit_patients,
                 calibration_patients,
                 validation_patients,
+                folds: plan.folds,
             },
             calibration: fitted.model.calibration.clone(),
             policy: fitted.model.policy.clone(),
@@ -460,6 +471,7 @@ pub async fn run_train(
             baselines: assessed.baselines.clone(),
             subgroups: assessed.subgroups.clone(),
             top_features,
+            out_of_fold: fitted.out_of_fold.clone(),
         };
         let report = report::run_report(&metrics, &card, &assessed);
         let drift = DriftReference::new(
@@ -809,6 +821,8 @@ pub struct PipelineOutcome {
     pub fit_patients: usize,
     pub calibration_patients: usize,
     pub validation_patients: usize,
+    /// Cross-fitting folds; 1 when the fit and calibration patients differ.
+    pub folds: u32,
     /// The registry version the run became.
     pub registry_version: u32,
     pub gate: GateDecision,
@@ -842,5 +856,6 @@ pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome
         fit_patients: trained.sidecar.fit_patients,
         calibration_patients: trained.sidecar.calibration_patients,
         validation_patients: trained.sidecar.validation_patients,
+        folds: trained.sidecar.split.folds,
     })
 }

@@ -79,9 +79,9 @@ pub fn choose_threshold(
             on_calibration: Some(outcome),
             statement: format!(
                 "Alert when the calibrated probability reaches {:.4}, and keep the alert on \
-                 for {} h after the last such hour. On the calibration patients this gave \
-                 {:.3} alerts per patient-day (budget {budget}) and {:.1} % of alerted patients \
-                 were septic (floor {:.1} %).",
+                 for {} h after the last such hour. On the held-out scores it was chosen on, \
+                 this gave {:.3} alerts per patient-day (budget {budget}) and {:.1} % of \
+                 alerted patients were septic (floor {:.1} %).",
                 rule.threshold.unwrap_or(f64::NAN),
                 rule.hold_hours,
                 outcome.alerts_per_patient_day.unwrap_or(0.0),
@@ -163,6 +163,32 @@ pub struct CardData {
     pub fit_patients: usize,
     pub calibration_patients: usize,
     pub validation_patients: usize,
+    /// Cross-fitting folds; 1 when the model was not cross-fitted.
+    #[serde(default = "one_fold")]
+    pub folds: u32,
+}
+
+fn one_fold() -> u32 {
+    1
+}
+
+impl CardData {
+    /// Says which patients fitted, calibrated and measured the model.
+    pub fn patients_sentence(&self) -> String {
+        if self.folds >= 2 {
+            format!(
+                "{} fitted the model in {} folds and, through the scores of the fold \
+                 booster that did not see them, calibrated it and chose the threshold; \
+                 {} measured it",
+                self.fit_patients, self.folds, self.validation_patients
+            )
+        } else {
+            format!(
+                "{} fitted the model, {} calibrated it and chose the threshold, {} measured it",
+                self.fit_patients, self.calibration_patients, self.validation_patients
+            )
+        }
+    }
 }
 
 /// A baseline scored like the model.
@@ -185,15 +211,12 @@ impl ModelCard {
         let _ = writeln!(
             md,
             "## Data\n\nFeature set {} ({} features, version {}), data digest `{}`.\n\
-             Patients: {} fitted the model, {} calibrated it and chose the threshold, \
-             {} measured it and took no part in either.\n",
+             Patients: {} and took no part in either.\n",
             d.feature_set_version,
             d.features,
             d.feature_version,
             d.data_digest,
-            d.fit_patients,
-            d.calibration_patients,
-            d.validation_patients
+            d.patients_sentence()
         );
 
         let _ = writeln!(md, "## Validation patients\n");

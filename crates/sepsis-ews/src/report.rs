@@ -25,7 +25,7 @@ pub fn run_report(metrics: &RunMetrics, card: &ModelCard, assessed: &Assessment)
     let model = &metrics.model;
     let positives = cohort.outcome.iter().filter(|o| **o).count();
     let d = &card.data;
-    let facts = vec![
+    let mut facts = vec![
         ("Run".into(), card.run_id.clone()),
         ("Created".into(), card.created_at.clone()),
         (
@@ -33,13 +33,7 @@ pub fn run_report(metrics: &RunMetrics, card: &ModelCard, assessed: &Assessment)
             format!("{} (feature set {})", d.features, d.feature_set_version),
         ),
         ("Feature version".into(), d.feature_version.clone()),
-        (
-            "Patients".into(),
-            format!(
-                "{} fitted the model, {} calibrated it and chose the threshold, {} measured it",
-                d.fit_patients, d.calibration_patients, d.validation_patients
-            ),
-        ),
+        ("Patients".into(), d.patients_sentence()),
         (
             "Alert threshold".into(),
             card.policy.rule.threshold.map_or_else(
@@ -49,6 +43,20 @@ pub fn run_report(metrics: &RunMetrics, card: &ModelCard, assessed: &Assessment)
         ),
         ("Alert policy".into(), card.policy.statement.clone()),
     ];
+    if let Some(o) = &metrics.out_of_fold {
+        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
+        facts.push((
+            "Out of fold".into(),
+            format!(
+                "AUROC on SepsisLabel {}, AUPRC {}, over the {} training patients, each scored by \
+                 the one of the {} fold boosters that did not fit it",
+                show(o.auroc_sepsis_label),
+                show(o.auprc_sepsis_label),
+                o.patients,
+                o.folds
+            ),
+        ));
+    }
     let data = ReportData {
         title: format!("Sepsis early warning: evaluation of run {}", card.run_id),
         summary: summary(model, &metrics.baselines),

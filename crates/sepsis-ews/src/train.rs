@@ -39,6 +39,8 @@ pub enum TrainError {
     LightGbm(#[from] crate::lightgbm::LightGbmError),
     #[error("scoring with the trained model failed")]
     Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Ensemble(#[from] crate::ensemble::EnsembleError),
 }
 
 /// A dense row-major float32 matrix with one label per row.
@@ -139,9 +141,11 @@ impl PatientSet {
 /// The three groups of patients a run uses: the model is fitted on the first,
 /// its probabilities calibrated and its alert threshold chosen on the second,
 /// and everything is measured on the third, which nothing else has seen.
+/// When the plan cross-fits, the calibration group is empty: the fit
+/// patients' out-of-fold scores calibrate the model.
 #[derive(Debug, Default, Clone)]
 pub struct TrainingData {
-    pub fit: Matrix,
+    pub fit: PatientSet,
     pub fit_patients: usize,
     pub calibration: PatientSet,
     pub validation: PatientSet,
@@ -154,6 +158,35 @@ pub struct SplitPlan {
     pub split: SplitConfig,
     /// Calibration patients, drawn from the rest with the seed plus one.
     pub calibration_fraction: f64,
+    /// Cross-fitting folds; with 2 or more there are no separate
+    /// calibration patients.
+    #[serde(default = "one_fold")]
+    pub folds: u32,
+}
+
+fn one_fold() -> u32 {
+    1
+}
+
+/// Assigns each patient one of `folds` folds, stratified by sepsis: within
+/// each stratum, in the order of a seeded hash of the id, patients take the
+/// folds in turn.
+pub fn assign_folds(patients: &[(String, bool)], seed: u64, folds: usize) -> Vec<usize> {
+    let key = |id: &str| hex::encode(Sha256::digest(format!("{seed}:fold:{id}").as_bytes()));
+    let mut assigned = vec![0; patients.len()];
+    for septic in [true, false] {
+        let mut stratum: Vec<(String, usize)> = patients
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, s))| *s == septic)
+            .map(|(index, (id, _))| (key(id), index))
+            .collect();
+        stratum.sort();
+        for (position, (_, index)) in stratum.into_iter().enumerate() {
+            assigned[index] = position % folds.max(1);
+        }
+    }
+    assigned
 }
 
 /// Returns the validation patients of a seeded, stratified split.
@@ -234,13 +267,28 @@ pub fn load_training_data(
         .filter(|(id, _)| !validation_ids.contains(id))
         .cloned()
         .collect();
-    let calibration_ids = split_patients(
-        &rest,
-        split.seed.wrapping_add(1),
-        plan.calibration_fraction.clamp(f64::MIN_POSITIVE, 1.0),
-    );
+    let cross_fit = plan.folds >= 2;
+    let calibration_ids = if cross_fit {
+        HashSet::new()
+    } else {
+        split_patients(
+            &rest,
+            split.seed.wrapping_add(1),
+            plan.calibration_fraction.clamp(f64::MIN_POSITIVE, 1.0),
+        )
+    };
     let fit_patients = rest.len() - calibration_ids.len();
-    if fit_patients == 0 || validation_ids.is_empty() || calibration_ids.is_empty() {
+    if cross_fit && fit_patients < plan.folds as usize {
+        return Err(TrainError::Data {
+            location: location.to_string(),
+            message: format!(
+                "{fit_patients} training patient(s) cannot be cut into training.folds = {} folds",
+                plan.folds
+            ),
+        });
+    }
+    if fit_patients == 0 || validation_ids.is_empty() || (calibration_ids.is_empty() && !cross_fit)
+    {
         return Err(TrainError::Data {
             location: location.to_string(),
             message: format!(
@@ -268,11 +316,7 @@ pub fn load_training_data(
     let width = manifest.feature_names.len();
     let fit_rows = total_rows - validation_rows - calibration_rows;
     let mut data = TrainingData {
-        fit: Matrix {
-            values: Vec::with_capacity(fit_rows * width),
-            labels: Vec::with_capacity(fit_rows),
-            width,
-        },
+        fit: PatientSet::with_capacity(fit_rows, width),
         fit_patients,
         calibration: PatientSet::with_capacity(calibration_rows, width),
         validation: PatientSet::with_capacity(validation_rows, width),
@@ -307,11 +351,7 @@ pub fn load_training_data(
             let values = feature_columns.iter().map(|column| column[row]);
             let label = labels.value(row) as f32;
             let set = match side_of(id) {
-                Side::Fit => {
-                    data.fit.values.extend(values);
-                    data.fit.labels.push(label);
-                    continue;
-                }
+                Side::Fit => &mut data.fit,
                 Side::Calibration => &mut data.calibration,
                 Side::Validation => &mut data.validation,
             };
@@ -319,6 +359,7 @@ pub fn load_training_data(
             set.push_row(id, new_patient, values, label, outcome, hours.value(row));
         }
     }
+    data.fit.finish_outcomes();
     data.calibration.finish_outcomes();
     data.validation.finish_outcomes();
     Ok(data)
