@@ -272,9 +272,10 @@ pub fn fit(
         if training.folds >= 2 {
             let row_folds = row_folds(&fit, training.seed, training.folds as usize);
             let cohort = Cohort::of(&fit);
-            let (model_text, params, scores) = cross_fit(fit.matrix, &row_folds, training, names)?;
+            let (model_text, params, scores) =
+                cross_fit("model", fit.matrix, &row_folds, training, names)?;
             let (clock_text, _, clock_scores) =
-                cross_fit(clock_fit, &row_folds, training, &clock_names)?;
+                cross_fit("clock", clock_fit, &row_folds, training, &clock_names)?;
             let out_of_fold = OutOfFold::of(&cohort, &scores, training.folds);
             (
                 model_text,
@@ -344,6 +345,7 @@ fn row_folds(set: &PatientSet, seed: u64, folds: usize) -> Vec<usize> {
 /// the mean of the boosters as one text model, the parameters, and every
 /// row's out-of-fold probability.
 fn cross_fit(
+    booster: &str,
     matrix: Matrix,
     row_folds: &[usize],
     training: &TrainingConfig,
@@ -367,9 +369,22 @@ fn cross_fit(
             labels,
             width,
         };
+        if subset.positives() == 0 {
+            return Err(TrainError::Data {
+                location: format!(
+                    "cross-fitting fold {} of training.folds = {folds}",
+                    fold + 1
+                ),
+                message: "the other folds hold no septic patient, and each fold booster needs \
+                          one; add septic patients or lower training.folds (1 does not \
+                          cross-fit)"
+                    .into(),
+            });
+        }
         let started = std::time::Instant::now();
         let (text, used) = train::train_model(subset, training, names)?;
         tracing::info!(
+            booster,
             fold,
             folds,
             rows = rows.len(),
@@ -537,7 +552,7 @@ mod tests {
         let names = vec!["signal".to_string(), "hour".to_string()];
         let folds = row_folds(&set, training.seed, 3);
         let (text, _, out_of_fold) =
-            cross_fit(set.matrix.clone(), &folds, &training, &names).unwrap();
+            cross_fit("model", set.matrix.clone(), &folds, &training, &names).unwrap();
 
         let merged = TreeModel::parse(&text).unwrap();
         assert_eq!(merged.num_trees(), 3 * 5);
@@ -586,6 +601,41 @@ mod tests {
             }
         }
         assert_eq!(septic_per_fold, [10, 10, 10]);
+        let mut patients_per_fold = [0; 3];
+        for rows in &set.patients {
+            patients_per_fold[folds[rows.start]] += 1;
+        }
+        assert_eq!(patients_per_fold, [40, 40, 40]);
+    }
+
+    #[test]
+    fn fold_sizes_differ_by_one_at_most() {
+        // 3 septic and 4 other patients in 5 folds: none may stay empty.
+        let patients: Vec<(String, bool)> = (0..7).map(|i| (format!("p{i}"), i < 3)).collect();
+        let folds = train::assign_folds(&patients, 7, 5);
+        let mut sizes = [0; 5];
+        for fold in folds {
+            sizes[fold] += 1;
+        }
+        assert_eq!(sizes, [2, 2, 1, 1, 1]);
+    }
+
+    #[test]
+    fn fold_without_septic_complement_is_rejected() {
+        // One septic patient: the booster fitted without its fold sees none.
+        let mut set = synthetic_patients();
+        for (index, rows) in set.patients.clone().iter().enumerate() {
+            if index > 0 {
+                set.matrix.labels[rows.clone()].fill(0.0);
+            }
+        }
+        let folds = row_folds(&set, 42, 3);
+        let names = vec!["signal".to_string(), "hour".to_string()];
+        let error = cross_fit("model", set.matrix, &folds, &small_training(3), &names)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("of training.folds = 3"), "{error}");
+        assert!(error.contains("no septic patient"), "{error}");
     }
 
     #[test]

@@ -154,6 +154,10 @@ pub fn average(models: &[String]) -> Result<String, EnsembleError> {
 }
 
 fn scale_numbers(values: &str, scale: f64) -> Option<String> {
+    // LightGBM writes `internal_value=` empty for a tree with one leaf.
+    if values.is_empty() {
+        return Some(String::new());
+    }
     let scaled: Option<Vec<String>> = values
         .split(' ')
         .map(|v| v.parse::<f64>().ok().map(|x| format!("{:?}", x * scale)))
@@ -250,6 +254,26 @@ mod tests {
         );
         assert!(merged.contains("feature_importances:\na=2\n"), "{merged}");
         assert!(merged.contains("\nTree=1\n"), "{merged}");
+    }
+
+    #[test]
+    fn one_leaf_trees_are_averaged() {
+        // LightGBM writes a one-leaf tree with empty split and internal lists.
+        let one_leaf = stump(1.0, 0.0, 0.0, "none none").replace(
+            "num_leaves=2\nnum_cat=0\nsplit_feature=0\nsplit_gain=1\nthreshold=1\n\
+             decision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=0 0\n\
+             leaf_weight=1 1\nleaf_count=5 5\ninternal_value=0.5\ninternal_weight=2\n\
+             internal_count=10\n",
+            "num_leaves=1\nnum_cat=0\nsplit_feature=\nsplit_gain=\nthreshold=\n\
+             decision_type=\nleft_child=\nright_child=\nleaf_value=-3\nleaf_weight=\n\
+             leaf_count=\ninternal_value=\ninternal_weight=\ninternal_count=\n",
+        );
+        assert!(one_leaf.contains("num_leaves=1"), "{one_leaf}");
+        let merged = average(&[one_leaf, stump(1.0, -1.0, 1.0, "[0:3] none")]).unwrap();
+        let parsed = TreeModel::parse(&merged).unwrap();
+        assert_eq!(parsed.raw_score(&[0.0, 0.0]), -2.0);
+        assert_eq!(parsed.raw_score(&[2.0, 0.0]), -1.0);
+        assert!(merged.contains("leaf_value=-1.5\n"), "{merged}");
     }
 
     #[test]

@@ -766,10 +766,12 @@ async fn measure_production(
             ),
             message: format!("invalid model sidecar: {e}"),
         })?;
-    if model.sidecar.split != candidate_sidecar.split {
+    // The validation patients depend on the seed and the validation fraction
+    // alone. The calibration fraction and the folds divide the other patients.
+    if model.sidecar.split.split != candidate_sidecar.split.split {
         return incomparable(
-            "production and the candidate split the patients differently (seed or \
-             fractions), so their validation patients differ"
+            "production and the candidate split the patients differently (split seed or \
+             validation fraction), so their validation patients differ"
                 .into(),
         );
     }

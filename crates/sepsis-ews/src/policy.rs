@@ -98,7 +98,7 @@ pub fn choose_threshold(
             min_patient_precision: floor,
             on_calibration: None,
             statement: format!(
-                "No threshold keeps both promises on the calibration patients (at most \
+                "No threshold keeps both promises on the held-out scores (at most \
                  {budget} alerts per patient-day with at least {:.1} % of alerted patients \
                  septic), so this model raises no alerts.",
                 floor * 100.0

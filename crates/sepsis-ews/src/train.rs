@@ -168,12 +168,14 @@ fn one_fold() -> u32 {
     1
 }
 
-/// Assigns each patient one of `folds` folds, stratified by sepsis: within
-/// each stratum, in the order of a seeded hash of the id, patients take the
-/// folds in turn.
+/// Assigns each patient one of `folds` folds, stratified by sepsis: the
+/// septic patients, then the others, each in the order of a seeded hash of
+/// the id, take the folds in turn. The turn carries on from one stratum to
+/// the next, so fold sizes differ by at most one.
 pub fn assign_folds(patients: &[(String, bool)], seed: u64, folds: usize) -> Vec<usize> {
     let key = |id: &str| hex::encode(Sha256::digest(format!("{seed}:fold:{id}").as_bytes()));
     let mut assigned = vec![0; patients.len()];
+    let mut turn = 0;
     for septic in [true, false] {
         let mut stratum: Vec<(String, usize)> = patients
             .iter()
@@ -182,8 +184,9 @@ pub fn assign_folds(patients: &[(String, bool)], seed: u64, folds: usize) -> Vec
             .map(|(index, (id, _))| (key(id), index))
             .collect();
         stratum.sort();
-        for (position, (_, index)) in stratum.into_iter().enumerate() {
-            assigned[index] = position % folds.max(1);
+        for (_, index) in stratum {
+            assigned[index] = turn % folds.max(1);
+            turn += 1;
         }
     }
     assigned
