@@ -1,11 +1,12 @@
 //! Fitting, calibrating and judging a model on the patient groups of a run,
 //! with its baselines beside it:
 //!
-//! 1. by default the training patients are cross-fitted. A booster fitted
-//!    without each fold scores that fold, and the model is the boosters'
-//!    mean. With `training.folds: 1`, one booster fits the fit patients;
-//! 2. an isotonic map, fitted on the out-of-fold scores (or on the
-//!    calibration patients), makes the output a probability, and the alert
+//! 1. by default one booster fits the fit patients. With `training.folds`
+//!    of 2 or more, the fit and calibration patients are cross-fitted: a
+//!    booster fitted without each fold scores that fold, and the model is
+//!    the boosters' mean;
+//! 2. an isotonic map, fitted on the calibration patients (or on the
+//!    out-of-fold scores), makes the output a probability, and the alert
 //!    threshold is chosen there too;
 //! 3. the validation patients, which neither step saw, measure the model,
 //!    the bedside-score baselines and a "clock" model whose only inputs are
@@ -249,9 +250,9 @@ pub struct Assessment {
 }
 
 /// Fits the model and the clock baseline, calibrates both and chooses their
-/// thresholds: cross-fitted on the fit patients and calibrated on their
-/// out-of-fold scores when `training.folds` is 2 or more, else fitted on the
-/// fit patients and calibrated on the calibration patients.
+/// thresholds. With `training.folds` of 2 or more they are cross-fitted and
+/// calibrated on the out-of-fold scores. Otherwise the fit patients fit them
+/// and the calibration patients calibrate them.
 pub fn fit(
     data: TrainingData,
     spec: &FeatureSpec,

@@ -701,14 +701,14 @@ mod tests {
     }
 
     #[test]
-    fn folds_default_to_five_and_are_checked() {
-        assert_eq!(load_with(&[]).unwrap().training.folds, 5);
+    fn folds_default_to_one_and_are_checked() {
+        assert_eq!(load_with(&[]).unwrap().training.folds, 1);
         assert_eq!(
-            load_with(&[("training.folds", "1")])
+            load_with(&[("training.folds", "5")])
                 .unwrap()
                 .training
                 .folds,
-            1
+            5
         );
         for bad in ["0", "21"] {
             let message = load_with(&[("training.folds", bad)])

@@ -23,20 +23,34 @@ fn repo_path(relative: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn model_predicts_identically_everywhere() {
+    predicts_identically_everywhere(&[]).await;
+}
+
+/// The same checks for the mean of five cross-fitted boosters, which the
+/// crate writes as one merged LightGBM text model.
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_fitted_model_predicts_identically_everywhere() {
+    predicts_identically_everywhere(&[("training.folds", "5"), ("training.num_iterations", "60")])
+        .await;
+}
+
+async fn predicts_identically_everywhere(settings: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
+    let mut overrides = vec![
+        (
+            "storage.uri".to_string(),
+            dir.path().join("store").display().to_string(),
+        ),
+        (
+            "data.schema".to_string(),
+            repo_path("config/schema.yaml").display().to_string(),
+        ),
+    ];
+    overrides.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(&ConfigSources {
         file: Some(repo_path("config/config.yaml")),
         read_env: false,
-        overrides: vec![
-            (
-                "storage.uri".into(),
-                dir.path().join("store").display().to_string(),
-            ),
-            (
-                "data.schema".into(),
-                repo_path("config/schema.yaml").display().to_string(),
-            ),
-        ],
+        overrides,
     })
     .unwrap();
     let ctx = Context::open(config, silent()).unwrap();
@@ -57,6 +71,15 @@ async fn model_predicts_identically_everywhere() {
     let model_path = dir.path().join("model.txt");
     std::fs::write(&model_path, &model_text).unwrap();
     let booster = Booster::from_string(std::str::from_utf8(&model_text).unwrap()).unwrap();
+    let folds = trained.sidecar.split.folds;
+    let iterations =
+        u32::try_from(trained.sidecar.params["num_iterations"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        TreeModel::parse(std::str::from_utf8(&model_text).unwrap())
+            .unwrap()
+            .num_trees(),
+        (folds * iterations) as usize
+    );
 
     let validation = &data.validation.matrix;
     let width = validation.width;
