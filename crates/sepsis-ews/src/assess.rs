@@ -360,10 +360,7 @@ fn cross_fit(
     for fold in 0..folds {
         let in_training = |row: &usize| row_folds[*row] != fold;
         let rows: Vec<usize> = (0..matrix.rows()).filter(in_training).collect();
-        let mut values = Vec::with_capacity(rows.len() * width);
-        for row in &rows {
-            values.extend_from_slice(&matrix.values[row * width..(row + 1) * width]);
-        }
+        let values = gather_rows(&matrix, &rows);
         let labels = rows.iter().map(|row| matrix.labels[*row]).collect();
         let subset = Matrix {
             values,
@@ -394,10 +391,7 @@ fn cross_fit(
         );
         let trees = TreeModel::parse(&text)?;
         let held_out: Vec<usize> = (0..matrix.rows()).filter(|r| !in_training(r)).collect();
-        let mut values = Vec::with_capacity(held_out.len() * width);
-        for row in &held_out {
-            values.extend_from_slice(&matrix.values[row * width..(row + 1) * width]);
-        }
+        let values = gather_rows(&matrix, &held_out);
         for (row, probability) in held_out.iter().zip(trees.predict_rows(&values)) {
             out_of_fold[*row] = probability;
         }
@@ -406,6 +400,16 @@ fn cross_fit(
     }
     let text = crate::ensemble::average(&texts)?;
     Ok((text, params, out_of_fold))
+}
+
+/// Copies the given rows of a matrix, in that order, into row-major values.
+fn gather_rows(matrix: &Matrix, rows: &[usize]) -> Vec<f32> {
+    let width = matrix.width;
+    let mut values = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        values.extend_from_slice(&matrix.values[row * width..(row + 1) * width]);
+    }
+    values
 }
 
 /// Measures the model, its baselines and its subgroups on the validation
