@@ -1189,6 +1189,40 @@ fn gate_keeps_production_on_tie() {
     assert_eq!(predicted["run_id"], first["run_id"]);
 }
 
+/// Runs that divide the training patients differently but keep the split
+/// seed and validation fraction have the same validation patients, so the
+/// gate measures production on them instead of refusing to compare.
+#[test]
+fn gate_compares_runs_with_other_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = sample();
+    let run = |folds: &str| {
+        stdout_json(&sepsis(
+            dir.path(),
+            &[
+                "pipeline",
+                "--data",
+                sample.to_str().unwrap(),
+                "--set",
+                &format!("training.folds={folds}"),
+                "--set",
+                "training.num_iterations=20",
+                "--json",
+            ],
+        ))
+    };
+    let first = run("2");
+    assert_eq!(first["gate"]["promoted"], true, "{}", first["gate"]);
+    let second = run("1");
+    let gate = &second["gate"];
+    assert_eq!(gate["production_version"], 1, "{gate}");
+    assert!(gate["production_value"].is_number(), "{gate}");
+    assert!(
+        !gate.to_string().contains("split the patients differently"),
+        "{gate}"
+    );
+}
+
 /// A run that fails at any point leaves production as it was and the
 /// registry readable; the next run still works.
 #[test]
