@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn fold_without_septic_complement_is_rejected() {
-        // One septic patient: the booster fitted without its fold sees none.
+        // One septic patient: the booster fitted without its fold has no septic rows.
         let mut set = synthetic_patients();
         for (index, rows) in set.patients.clone().iter().enumerate() {
             if index > 0 {
@@ -652,6 +652,7 @@ mod tests {
             calibration: PatientSet::default(),
             validation: synthetic_patients(),
         };
+
         let spec = FeatureSpec {
             feature_set_version: "test".into(),
             schema_digest: String::new(),
@@ -666,10 +667,12 @@ mod tests {
             categoricals: Vec::new(),
             feature_names: vec!["signal".into(), "ICULOS".into()],
         };
+
         let alert = crate::config::Config::load(&crate::config::ConfigSources::default())
             .unwrap()
             .alert;
         let fitted = fit(data, &spec, &small_training(4), &alert).unwrap();
+
         assert_eq!(fitted.calibration_rows, 960);
         let out_of_fold = fitted.out_of_fold.unwrap();
         assert_eq!(

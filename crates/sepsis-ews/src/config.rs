@@ -153,9 +153,9 @@ pub struct TrainingConfig {
     #[serde(default)]
     pub extra_trees: bool,
     /// Cross-fitting folds. With 2 or more, the fit and calibration patients
-    /// together are cut into this many folds; one booster is fitted without
-    /// each fold and scores it, the calibration and the alert rule are chosen
-    /// on those out-of-fold scores, and the model is the mean of the boosters.
+    /// together are cut into this many folds, and one booster is fitted
+    /// without each fold and scores it. The calibration and the alert rule are
+    /// chosen on those out-of-fold scores, and the model is the boosters' mean.
     /// With 1, the booster is fitted on the fit patients and calibrated on
     /// the calibration patients.
     #[serde(default = "one_fold")]
@@ -173,7 +173,7 @@ fn one_fold() -> u32 {
     1
 }
 
-/// The most cross-fitting folds `training.folds` accepts.
+/// The maximum of `training.folds`.
 pub const MAX_FOLDS: u32 = 20;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -32,6 +32,7 @@ fn parts(text: &str, index: usize) -> Result<Parts<'_>, EnsembleError> {
     let first_tree = text[..trees_end]
         .find("\nTree=")
         .ok_or_else(|| invalid("no trees"))?;
+
     let mut header = Vec::new();
     let mut feature_infos = Vec::new();
     for line in text[..first_tree].lines() {
@@ -42,6 +43,7 @@ fn parts(text: &str, index: usize) -> Result<Parts<'_>, EnsembleError> {
             header.push(line);
         }
     }
+
     let mut trees: Vec<Vec<&str>> = Vec::new();
     for line in text[first_tree..trees_end].lines() {
         if line.starts_with("Tree=") {
@@ -53,6 +55,7 @@ fn parts(text: &str, index: usize) -> Result<Parts<'_>, EnsembleError> {
                 .push(line);
         }
     }
+
     let tail = &text[trees_end..];
     let parameters_start = tail.find("\nparameters:").map_or(tail.len(), |p| p + 1);
     let mut importances = Vec::new();
@@ -64,11 +67,12 @@ fn parts(text: &str, index: usize) -> Result<Parts<'_>, EnsembleError> {
             if let Some((name, count)) = line.split_once('=') {
                 let count = count
                     .parse()
-                    .map_err(|_| invalid(&format!("feature importance {line:?}")))?;
+                    .map_err(|_| invalid(&format!("invalid feature importance {line:?}")))?;
                 importances.push((name, count));
             }
         }
     }
+
     Ok(Parts {
         header,
         feature_infos,
@@ -115,7 +119,7 @@ pub fn average(models: &[String]) -> Result<String, EnsembleError> {
                 match line.split_once('=') {
                     Some((key @ ("leaf_value" | "internal_value"), values)) => {
                         let scaled = scale_numbers(values, scale)
-                            .ok_or_else(|| EnsembleError(format!("a non-number in {key}")))?;
+                            .ok_or_else(|| EnsembleError(format!("invalid number in {key}")))?;
                         let _ = writeln!(block, "{key}={scaled}");
                     }
                     _ => {
@@ -182,7 +186,7 @@ fn merged_infos(split: &[Parts]) -> Result<String, EnsembleError> {
                 .and_then(|i| i.strip_suffix(']'))
                 .and_then(|i| i.split_once(':'))
                 .and_then(|(lo, hi)| Some((lo.parse::<f64>().ok()?, hi.parse::<f64>().ok()?)))
-                .ok_or_else(|| EnsembleError(format!("feature_infos entry {info:?}")))?;
+                .ok_or_else(|| EnsembleError(format!("invalid feature_infos entry {info:?}")))?;
             range = Some(match range {
                 None => bounds,
                 Some((lo, hi)) => (lo.min(bounds.0), hi.max(bounds.1)),
@@ -196,8 +200,8 @@ fn merged_infos(split: &[Parts]) -> Result<String, EnsembleError> {
     Ok(merged.join(" "))
 }
 
-/// The split counts summed over the models, largest first, ties in the
-/// order the features first appear.
+/// Sums the split counts over the models and sorts them, largest first, with
+/// ties in the order the features first appear.
 fn merged_importances<'a>(split: &[Parts<'a>]) -> Vec<(&'a str, u64)> {
     let mut totals: Vec<(&str, u64)> = Vec::new();
     for part in split {
@@ -296,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn models_with_other_features_are_refused() {
+    fn other_feature_names_are_rejected() {
         let other =
             stump(1.0, 0.0, 0.0, "none none").replace("feature_names=a b", "feature_names=a c");
         let error = average(&[stump(1.0, 0.0, 0.0, "none none"), other])

@@ -823,7 +823,7 @@ pub struct PipelineOutcome {
     pub fit_patients: usize,
     pub calibration_patients: usize,
     pub validation_patients: usize,
-    /// Cross-fitting folds; 1 when the fit and calibration patients differ.
+    /// The cross-fitting folds, or 1 when the model was not cross-fitted.
     pub folds: u32,
     /// The registry version the run became.
     pub registry_version: u32,

@@ -163,7 +163,7 @@ pub struct CardData {
     pub fit_patients: usize,
     pub calibration_patients: usize,
     pub validation_patients: usize,
-    /// Cross-fitting folds; 1 when the model was not cross-fitted.
+    /// The cross-fitting folds, or 1 when the model was not cross-fitted.
     #[serde(default = "one_fold")]
     pub folds: u32,
 }
@@ -173,7 +173,7 @@ fn one_fold() -> u32 {
 }
 
 impl CardData {
-    /// Says which patients fitted, calibrated and measured the model.
+    /// Describes which patients fitted, calibrated and measured the model.
     pub fn patients_sentence(&self) -> String {
         if self.folds >= 2 {
             format!(

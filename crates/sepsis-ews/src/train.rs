@@ -158,8 +158,8 @@ pub struct SplitPlan {
     pub split: SplitConfig,
     /// Calibration patients, drawn from the rest with the seed plus one.
     pub calibration_fraction: f64,
-    /// Cross-fitting folds; with 2 or more there are no separate
-    /// calibration patients.
+    /// Cross-fitting folds. With 2 or more, there are no separate calibration
+    /// patients.
     #[serde(default = "one_fold")]
     pub folds: u32,
 }
