@@ -792,11 +792,14 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Formats the headline measures in a few lines.
 fn describe(e: &Evaluation) -> String {
+    let intervals = e.intervals.as_ref().map_or(String::new(), |i| {
+        format!("\n  uncertainty  {}", i.sentence())
+    });
     format!(
         "  per hour     AUROC {} (SepsisLabel {})  AUPRC {}  utility {}\n  \
          per patient  {} of septic patients alerted in time, median warning {} h, {} of alerted \
          patients septic\n  burden       {} alerts per patient-day at threshold {}; expected \
-         calibration error {}",
+         calibration error {}{intervals}",
         show(e.hourly.auroc),
         show(e.hourly.auroc_sepsis_label),
         show(e.hourly.auprc),

@@ -18,6 +18,7 @@ use crate::calibration::IsotonicMap;
 use crate::config::{AlertConfig, TrainingConfig};
 use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation};
 use crate::features::{FeatureSpec, HOURS_SINCE_ADMISSION};
+use crate::interval;
 use crate::model::TreeModel;
 use crate::policy::{choose_threshold, AlertPolicy, BaselineResult};
 use crate::train::{self, Matrix, PatientSet, TrainError, TrainingData};
@@ -427,7 +428,8 @@ pub fn assess(fitted: &Fitted, spec: &FeatureSpec) -> Result<Assessment, TrainEr
         .into_iter()
         .map(|r| calibration.apply(r))
         .collect();
-    let evaluation = evaluate(&cohort, &probabilities, rule, true);
+    let mut evaluation = evaluate(&cohort, &probabilities, rule, true);
+    evaluation.intervals = Some(interval::patient_bootstrap(&cohort, &probabilities, rule));
 
     let clock = &fitted.clock;
     let clock_matrix = select_columns(&validation.matrix, names, &clock.feature_names);

@@ -19,6 +19,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::{calibration_report, CalibrationReport};
+use crate::interval::Intervals;
 use crate::metrics::{self, Confusion};
 use crate::train::PatientSet;
 use crate::utility::{UtilityParams, UtilityScore};
@@ -188,6 +189,11 @@ pub struct Evaluation {
     pub calibration: Option<CalibrationReport>,
     /// Hours of warning of each septic patient alerted in time.
     pub lead_times_hours: Vec<f64>,
+    /// Patient-bootstrap confidence intervals; computed for the model on the
+    /// validation patients and by `sepsis evaluate`, not for the baselines
+    /// and subgroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
 }
 
 /// The alert-level measures that the threshold search needs, computed
@@ -329,6 +335,7 @@ pub fn evaluate(
         burden,
         calibration,
         lead_times_hours: counts.lead_times,
+        intervals: None,
     }
 }
 

@@ -186,6 +186,7 @@ mod tests {
             burden: BurdenMetrics::default(),
             calibration: None,
             lead_times_hours: Vec::new(),
+            intervals: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod features;
 pub mod gate;
 pub mod import;
 pub mod ingest;
+pub mod interval;
 pub mod lightgbm;
 pub mod metrics;
 pub mod model;

@@ -229,6 +229,9 @@ impl ModelCard {
                 calibration.brier, calibration.ece, calibration.ece_equal_mass
             );
         }
+        if let Some(intervals) = &self.validation.intervals {
+            let _ = writeln!(md, "\n{}.", intervals.sentence());
+        }
 
         let _ = writeln!(md, "\n## Limitations\n");
         for limitation in &self.limitations {

@@ -43,6 +43,9 @@ pub fn run_report(metrics: &RunMetrics, card: &ModelCard, assessed: &Assessment)
         ),
         ("Alert policy".into(), card.policy.statement.clone()),
     ];
+    if let Some(intervals) = &model.intervals {
+        facts.push(("Uncertainty".into(), intervals.sentence()));
+    }
     if let Some(o) = &metrics.out_of_fold {
         let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
         facts.push((

@@ -1,0 +1,387 @@
+//! Confidence intervals of a model's measures by the patient bootstrap.
+//!
+//! The hours of one stay are not independent of each other, so the
+//! resampled unit is the patient. Each resample draws as many patients as
+//! the cohort has, with replacement, and measures the drawn stays; a stay
+//! drawn twice counts twice. The interval is the middle 95 % of the
+//! resampled values (the percentile bootstrap).
+//!
+//! A resample does not copy rows. The rows are sorted by score once, and
+//! each resample weighs every row by how often its patient was drawn, so one
+//! resample costs one pass over the rows.
+
+use std::ops::Range;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{AlertRule, Cohort};
+use crate::utility::{UtilityParams, UtilityScore};
+
+/// Resamples per interval.
+pub const RESAMPLES: usize = 1000;
+/// The share of the resampled values that an interval holds.
+pub const LEVEL: f64 = 0.95;
+/// Fixed, so that the intervals of a run can be reproduced.
+const SEED: u64 = 2019;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The intervals of the measures that the targets and the gate use. A
+/// measure is `None` when fewer than half of the resamples could compute it
+/// (for example when most draws hold no septic patient).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    pub level: f64,
+    pub resamples: usize,
+    pub auroc_sepsis_label: Option<Interval>,
+    pub auprc_sepsis_label: Option<Interval>,
+    pub utility: Option<Interval>,
+    pub alerts_per_patient_day: Option<Interval>,
+}
+
+impl Intervals {
+    /// Describes the intervals in one sentence, for the summaries people read.
+    pub fn sentence(&self) -> String {
+        let parts: Vec<String> = [
+            ("AUROC on SepsisLabel", self.auroc_sepsis_label),
+            ("AUPRC on SepsisLabel", self.auprc_sepsis_label),
+            ("utility", self.utility),
+            ("alerts per patient-day", self.alerts_per_patient_day),
+        ]
+        .into_iter()
+        .filter_map(|(name, interval)| {
+            interval.map(|i| format!("{name} {:.3} to {:.3}", i.low, i.high))
+        })
+        .collect();
+        let measures = if parts.is_empty() {
+            "none could be computed".to_string()
+        } else {
+            parts.join(", ")
+        };
+        format!(
+            "{}% intervals from {} resamples of the patients: {measures}",
+            (self.level * 100.0).round(),
+            self.resamples
+        )
+    }
+}
+
+/// Computes the intervals of `scores` on `cohort`, alerting by `rule`.
+pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> Intervals {
+    let stays = Stays::of(cohort, scores, rule);
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let patients = cohort.patients.len();
+    let mut draws = vec![0.0; patients];
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    for _ in 0..RESAMPLES {
+        draws.fill(0.0);
+        for _ in 0..patients {
+            draws[rng.random_range(0..patients)] += 1.0;
+        }
+        let measures = [
+            stays.ranking.as_ref().and_then(|r| r.auroc(&draws)),
+            stays.ranking.as_ref().and_then(|r| r.auprc(&draws)),
+            stays.utility(&draws),
+            stays.alerts_per_patient_day(&draws),
+        ];
+        for (sample, value) in samples.iter_mut().zip(measures) {
+            sample.extend(value);
+        }
+    }
+    let [auroc, auprc, utility, alerts] =
+        samples.map(|mut sample| percentile_interval(&mut sample));
+    Intervals {
+        level: LEVEL,
+        resamples: RESAMPLES,
+        auroc_sepsis_label: auroc,
+        auprc_sepsis_label: auprc,
+        utility,
+        alerts_per_patient_day: alerts,
+    }
+}
+
+/// Each patient's part of the measures, computed once for all resamples.
+struct Stays {
+    /// `None` when a score is NaN, as the ranking measures are then undefined.
+    ranking: Option<Ranking>,
+    utilities: Vec<UtilityScore>,
+    alerts: Vec<f64>,
+    rows: Vec<f64>,
+}
+
+impl Stays {
+    fn of(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> Stays {
+        let states = cohort.alert_states(scores, rule);
+        let params = UtilityParams::default();
+        let mut stays = Stays {
+            ranking: Ranking::of(&cohort.outcome, scores, &cohort.patients),
+            utilities: Vec::with_capacity(cohort.patients.len()),
+            alerts: Vec::with_capacity(cohort.patients.len()),
+            rows: Vec::with_capacity(cohort.patients.len()),
+        };
+        for range in &cohort.patients {
+            let on = &states[range.clone()];
+            let mut utility = UtilityScore::default();
+            utility.add_patient(&cohort.outcome[range.clone()], on, &params);
+            stays.utilities.push(utility);
+            let switch_ons = (0..on.len())
+                .filter(|&i| on[i] && (i == 0 || !on[i - 1]))
+                .count();
+            stays.alerts.push(switch_ons as f64);
+            stays.rows.push(range.len() as f64);
+        }
+        stays
+    }
+
+    fn utility(&self, draws: &[f64]) -> Option<f64> {
+        let mut total = UtilityScore::default();
+        for (utility, &times) in self.utilities.iter().zip(draws) {
+            total.observed += times * utility.observed;
+            total.best += times * utility.best;
+            total.inaction += times * utility.inaction;
+        }
+        total.normalized()
+    }
+
+    fn alerts_per_patient_day(&self, draws: &[f64]) -> Option<f64> {
+        let weighted = |values: &[f64]| values.iter().zip(draws).map(|(v, d)| v * d).sum::<f64>();
+        let days = weighted(&self.rows) / 24.0;
+        (days > 0.0).then(|| weighted(&self.alerts) / days)
+    }
+}
+
+/// The rows sorted by ascending score, cut into groups of tied scores.
+struct Ranking {
+    /// Per sorted row: its patient and whether it is positive.
+    rows: Vec<(u32, bool)>,
+    ties: Vec<Range<usize>>,
+}
+
+impl Ranking {
+    fn of(labels: &[bool], scores: &[f64], patients: &[Range<usize>]) -> Option<Ranking> {
+        if scores.len() != labels.len() || scores.iter().any(|s| s.is_nan()) {
+            return None;
+        }
+        let mut patient_of = vec![0u32; labels.len()];
+        for (patient, range) in patients.iter().enumerate() {
+            patient_of[range.clone()].fill(patient as u32);
+        }
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let mut ties = Vec::new();
+        let mut start = 0;
+        for i in 1..=order.len() {
+            if i == order.len() || scores[order[i]] != scores[order[start]] {
+                ties.push(start..i);
+                start = i;
+            }
+        }
+        let rows = order.iter().map(|&r| (patient_of[r], labels[r])).collect();
+        Some(Ranking { rows, ties })
+    }
+
+    /// Sums the drawn positive and negative rows of one tie group.
+    fn group(&self, range: &Range<usize>, draws: &[f64]) -> (f64, f64) {
+        self.rows[range.clone()].iter().fold(
+            (0.0, 0.0),
+            |(positives, negatives), &(patient, positive)| {
+                let times = draws[patient as usize];
+                if positive {
+                    (positives + times, negatives)
+                } else {
+                    (positives, negatives + times)
+                }
+            },
+        )
+    }
+
+    /// Computes the AUROC of the drawn rows, a tie counting half, as `metrics::auroc` does.
+    fn auroc(&self, draws: &[f64]) -> Option<f64> {
+        let (mut won, mut positives, mut negatives) = (0.0, 0.0, 0.0);
+        for range in &self.ties {
+            let (p, n) = self.group(range, draws);
+            won += p * (negatives + n / 2.0);
+            positives += p;
+            negatives += n;
+        }
+        (positives > 0.0 && negatives > 0.0).then(|| won / (positives * negatives))
+    }
+
+    /// Computes the average precision of the drawn rows, as `metrics::auprc` does.
+    fn auprc(&self, draws: &[f64]) -> Option<f64> {
+        let groups: Vec<(f64, f64)> = self.ties.iter().map(|r| self.group(r, draws)).collect();
+        let positives: f64 = groups.iter().map(|g| g.0).sum();
+        if positives == 0.0 {
+            return None;
+        }
+        let (mut true_positives, mut false_positives) = (0.0, 0.0);
+        let (mut previous_recall, mut average_precision) = (0.0, 0.0);
+        for &(p, n) in groups.iter().rev() {
+            true_positives += p;
+            false_positives += n;
+            if p == 0.0 {
+                continue;
+            }
+            let recall = true_positives / positives;
+            average_precision +=
+                (recall - previous_recall) * true_positives / (true_positives + false_positives);
+            previous_recall = recall;
+        }
+        Some(average_precision)
+    }
+}
+
+/// Returns the central `LEVEL` interval of the values, interpolating
+/// between neighbours as numpy's default percentile does.
+fn percentile_interval(values: &mut [f64]) -> Option<Interval> {
+    if values.len() * 2 < RESAMPLES {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let at = |q: f64| {
+        let position = q * (values.len() - 1) as f64;
+        let below = position.floor() as usize;
+        let above = (below + 1).min(values.len() - 1);
+        values[below] + (values[above] - values[below]) * (position - below as f64)
+    };
+    let tail = (1.0 - LEVEL) / 2.0;
+    Some(Interval {
+        low: at(tail),
+        high: at(1.0 - tail),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics;
+
+    /// Builds `count` stays of 3 to 40 hours, about one in five septic, with
+    /// tied scores that rank the septic hours higher on average.
+    fn cohort(count: usize, seed: u64) -> (Cohort, Vec<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut cohort = Cohort::default();
+        let mut scores = Vec::new();
+        for _ in 0..count {
+            let start = cohort.rows();
+            let hours = rng.random_range(3..40);
+            let onset = rng.random_bool(0.2).then(|| rng.random_range(0..hours));
+            for hour in 0..hours {
+                let septic = onset.is_some_and(|o| hour >= o);
+                cohort.hours.push(hour as f64);
+                cohort.outcome.push(septic);
+                cohort.labels.push(septic);
+                let noise: f64 = rng.random();
+                let score = if septic { 0.3 + noise } else { noise };
+                scores.push((score * 20.0).round() / 20.0);
+            }
+            cohort.patients.push(start..cohort.rows());
+        }
+        (cohort, scores)
+    }
+
+    /// Copies the cohort with each patient repeated `draws[patient]` times.
+    fn repeated(cohort: &Cohort, scores: &[f64], draws: &[f64]) -> (Cohort, Vec<f64>) {
+        let mut out = Cohort::default();
+        let mut out_scores = Vec::new();
+        for (range, &times) in cohort.patients.iter().zip(draws) {
+            for _ in 0..times as usize {
+                let start = out.rows();
+                out.labels.extend(&cohort.labels[range.clone()]);
+                out.outcome.extend(&cohort.outcome[range.clone()]);
+                out.hours.extend(&cohort.hours[range.clone()]);
+                out_scores.extend(&scores[range.clone()]);
+                out.patients.push(start..out.rows());
+            }
+        }
+        (out, out_scores)
+    }
+
+    #[test]
+    fn weighted_rows_measure_as_repeated_stays() {
+        let (cohort, scores) = cohort(60, 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let draws: Vec<f64> = (0..60)
+            .map(|_| f64::from(rng.random_range(0u8..4)))
+            .collect();
+        let (copy, copy_scores) = repeated(&cohort, &scores, &draws);
+        let rule = AlertRule {
+            threshold: Some(0.6),
+            hold_hours: 2.0,
+        };
+        let stays = Stays::of(&cohort, &scores, rule);
+        let ranking = stays.ranking.as_ref().unwrap();
+        let close = |a: Option<f64>, b: Option<f64>| (a.unwrap() - b.unwrap()).abs() < 1e-12;
+        assert!(close(
+            ranking.auroc(&draws),
+            metrics::auroc(&copy.outcome, &copy_scores)
+        ));
+        assert!(close(
+            ranking.auprc(&draws),
+            metrics::auprc(&copy.outcome, &copy_scores)
+        ));
+        let expected = crate::evaluate::alert_outcome(&copy, &copy_scores, rule);
+        assert!(close(stays.utility(&draws), expected.utility));
+        assert!(close(
+            stays.alerts_per_patient_day(&draws),
+            expected.alerts_per_patient_day
+        ));
+    }
+
+    #[test]
+    fn intervals_hold_the_measure_and_repeat() {
+        let (cohort, scores) = cohort(300, 3);
+        let rule = AlertRule::at(0.8);
+        let intervals = patient_bootstrap(&cohort, &scores, rule);
+        assert_eq!(intervals, patient_bootstrap(&cohort, &scores, rule));
+        let auroc = metrics::auroc(&cohort.outcome, &scores).unwrap();
+        let interval = intervals.auroc_sepsis_label.unwrap();
+        assert!(
+            interval.low < auroc && auroc < interval.high,
+            "{interval:?} {auroc}"
+        );
+        assert!(interval.high - interval.low > 0.005, "{interval:?}");
+        let utility = crate::evaluate::alert_outcome(&cohort, &scores, rule)
+            .utility
+            .unwrap();
+        let interval = intervals.utility.unwrap();
+        assert!(
+            interval.low < utility && utility < interval.high,
+            "{interval:?} {utility}"
+        );
+    }
+
+    #[test]
+    fn intervals_need_septic_patients() {
+        let (mut cohort, scores) = cohort(50, 4);
+        cohort.outcome.fill(false);
+        let intervals = patient_bootstrap(&cohort, &scores, AlertRule::at(0.5));
+        assert_eq!(intervals.auroc_sepsis_label, None);
+        assert_eq!(intervals.auprc_sepsis_label, None);
+        assert_eq!(intervals.utility, None);
+        assert!(intervals.alerts_per_patient_day.is_some());
+    }
+
+    #[test]
+    fn nan_scores_have_no_ranking_interval() {
+        let (cohort, mut scores) = cohort(50, 5);
+        scores[3] = f64::NAN;
+        let intervals = patient_bootstrap(&cohort, &scores, AlertRule::at(0.5));
+        assert_eq!(intervals.auroc_sepsis_label, None);
+    }
+
+    #[test]
+    fn percentile_interpolates_like_numpy() {
+        let mut values: Vec<f64> = (0..RESAMPLES).map(|v| v as f64).collect();
+        let interval = percentile_interval(&mut values).unwrap();
+        // numpy.percentile(range(1000), [2.5, 97.5]) is [24.975, 974.025].
+        assert!((interval.low - 24.975).abs() < 1e-9, "{interval:?}");
+        assert!((interval.high - 974.025).abs() < 1e-9, "{interval:?}");
+    }
+}
