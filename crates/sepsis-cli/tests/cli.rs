@@ -1383,6 +1383,13 @@ fn pipeline_run_is_tracked_in_mlflow() {
         (utility - expected).abs() < 1e-12,
         "{utility} vs {expected}"
     );
+    let low = run["metrics"]["validation.intervals.utility.low"]
+        .as_f64()
+        .unwrap();
+    let expected = outcome["metrics"]["model"]["intervals"]["utility"]["low"]
+        .as_f64()
+        .unwrap();
+    assert!((low - expected).abs() < 1e-12, "{low} vs {expected}");
     assert_eq!(run["tags"]["sepsis.data_digest"], outcome["data_digest"]);
     assert_eq!(run["tags"]["sepsis.gate.promoted"], "true");
     let artifacts: Vec<&str> = run["artifacts"]
