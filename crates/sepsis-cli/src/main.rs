@@ -796,13 +796,14 @@ fn describe(e: &Evaluation) -> String {
         format!("\n  uncertainty  {}", i.sentence())
     });
     format!(
-        "  per hour     AUROC {} (SepsisLabel {})  AUPRC {}  utility {}\n  \
+        "  per hour     AUROC {} (SepsisLabel {})  AUPRC {} (SepsisLabel {})  utility {}\n  \
          per patient  {} of septic patients alerted in time, median warning {} h, {} of alerted \
          patients septic\n  burden       {} alerts per patient-day at threshold {}; expected \
          calibration error {}{intervals}",
         show(e.hourly.auroc),
         show(e.hourly.auroc_sepsis_label),
         show(e.hourly.auprc),
+        show(e.hourly.auprc_sepsis_label),
         show(e.hourly.utility),
         percent(e.patients.alerted_in_time_share),
         number(e.patients.median_lead_hours, 1),

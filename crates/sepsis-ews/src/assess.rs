@@ -428,8 +428,7 @@ pub fn assess(fitted: &Fitted, spec: &FeatureSpec) -> Result<Assessment, TrainEr
         .into_iter()
         .map(|r| calibration.apply(r))
         .collect();
-    let mut evaluation = evaluate(&cohort, &probabilities, rule, true);
-    evaluation.intervals = Some(interval::patient_bootstrap(&cohort, &probabilities, rule));
+    let evaluation = interval::evaluate_with_intervals(&cohort, &probabilities, rule);
 
     let clock = &fitted.clock;
     let clock_matrix = select_columns(&validation.matrix, names, &clock.feature_names);

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{AlertRule, Cohort};
+use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation};
 use crate::utility::{UtilityParams, UtilityScore};
 
 /// Resamples per interval.
@@ -25,6 +25,12 @@ pub const RESAMPLES: usize = 1000;
 pub const LEVEL: f64 = 0.95;
 /// Fixed, so that the intervals of a run can be reproduced.
 const SEED: u64 = 2019;
+/// Fewer patients than this give no intervals: the draws would repeat the
+/// same few stays and suggest a certainty that the data does not have.
+pub const MIN_PATIENTS: usize = 10;
+/// Fewer septic patients than this give no interval of the measures that
+/// need them (AUROC, AUPRC and utility).
+pub const MIN_SEPTIC_PATIENTS: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
@@ -33,8 +39,10 @@ pub struct Interval {
 }
 
 /// The intervals of the measures that the targets and the gate use. A
-/// measure is `None` when fewer than half of the resamples could compute it
-/// (for example when most draws hold no septic patient).
+/// resample that cannot compute a measure (one that drew no septic patient)
+/// is left out of that measure's interval. A measure is `None` when the
+/// cohort is below the minimums above or when fewer than half of the
+/// resamples could compute it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intervals {
     pub level: f64,
@@ -60,21 +68,56 @@ impl Intervals {
         })
         .collect();
         let measures = if parts.is_empty() {
-            "none could be computed".to_string()
+            format!(
+                "none could be computed, as they need at least {MIN_PATIENTS} patients, \
+                 {MIN_SEPTIC_PATIENTS} of them septic"
+            )
         } else {
             parts.join(", ")
         };
         format!(
-            "{}% intervals from {} resamples of the patients: {measures}",
+            "{} % intervals from {} resamples of the patients: {measures}",
             (self.level * 100.0).round(),
-            self.resamples
+            thousands(self.resamples)
         )
+    }
+}
+
+/// Evaluates a model's probabilities as `evaluate::evaluate` does, with
+/// the intervals.
+pub fn evaluate_with_intervals(
+    cohort: &Cohort,
+    probabilities: &[f64],
+    rule: AlertRule,
+) -> Evaluation {
+    Evaluation {
+        intervals: Some(patient_bootstrap(cohort, probabilities, rule)),
+        ..evaluate(cohort, probabilities, rule, true)
     }
 }
 
 /// Computes the intervals of `scores` on `cohort`, alerting by `rule`.
 pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> Intervals {
+    let mut intervals = Intervals {
+        level: LEVEL,
+        resamples: RESAMPLES,
+        auroc_sepsis_label: None,
+        auprc_sepsis_label: None,
+        utility: None,
+        alerts_per_patient_day: None,
+    };
+    if cohort.patients.len() < MIN_PATIENTS {
+        return intervals;
+    }
+
+    let septic_patients = cohort
+        .patients
+        .iter()
+        .filter(|range| cohort.outcome[(*range).clone()].contains(&true))
+        .count();
+    let enough_septic = septic_patients >= MIN_SEPTIC_PATIENTS;
     let stays = Stays::of(cohort, scores, rule);
+
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let patients = cohort.patients.len();
     let mut draws = vec![0.0; patients];
@@ -84,26 +127,38 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
         for _ in 0..patients {
             draws[rng.random_range(0..patients)] += 1.0;
         }
+        let ranking = stays.ranking.as_ref().filter(|_| enough_septic);
         let measures = [
-            stays.ranking.as_ref().and_then(|r| r.auroc(&draws)),
-            stays.ranking.as_ref().and_then(|r| r.auprc(&draws)),
-            stays.utility(&draws),
+            ranking.and_then(|r| r.auroc(&draws)),
+            ranking.and_then(|r| r.auprc(&draws)),
+            stays.utility(&draws).filter(|_| enough_septic),
             stays.alerts_per_patient_day(&draws),
         ];
         for (sample, value) in samples.iter_mut().zip(measures) {
             sample.extend(value);
         }
     }
+
     let [auroc, auprc, utility, alerts] =
         samples.map(|mut sample| percentile_interval(&mut sample));
-    Intervals {
-        level: LEVEL,
-        resamples: RESAMPLES,
-        auroc_sepsis_label: auroc,
-        auprc_sepsis_label: auprc,
-        utility,
-        alerts_per_patient_day: alerts,
+    intervals.auroc_sepsis_label = auroc;
+    intervals.auprc_sepsis_label = auprc;
+    intervals.utility = utility;
+    intervals.alerts_per_patient_day = alerts;
+    intervals
+}
+
+/// Writes a count with a comma between groups of three digits.
+fn thousands(count: usize) -> String {
+    let digits = count.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
     }
+    out
 }
 
 /// Each patient's part of the measures, computed once for all resamples.
@@ -366,6 +421,39 @@ mod tests {
         assert_eq!(intervals.auprc_sepsis_label, None);
         assert_eq!(intervals.utility, None);
         assert!(intervals.alerts_per_patient_day.is_some());
+    }
+
+    #[test]
+    fn intervals_need_enough_patients() {
+        let (cohort, scores) = cohort(MIN_PATIENTS - 1, 6);
+        let intervals = patient_bootstrap(&cohort, &scores, AlertRule::at(0.5));
+        assert_eq!(intervals.alerts_per_patient_day, None);
+        assert_eq!(intervals.auroc_sepsis_label, None);
+        assert!(intervals.sentence().contains("none could be computed"));
+    }
+
+    #[test]
+    fn intervals_need_two_septic_patients() {
+        let (mut cohort, scores) = cohort(50, 7);
+        let septic: Vec<usize> = (0..50)
+            .filter(|&p| cohort.outcome[cohort.patients[p].clone()].contains(&true))
+            .collect();
+        assert!(septic.len() >= 2);
+        for &p in &septic[1..] {
+            let range = cohort.patients[p].clone();
+            cohort.outcome[range].fill(false);
+        }
+        let intervals = patient_bootstrap(&cohort, &scores, AlertRule::at(0.5));
+        assert_eq!(intervals.auroc_sepsis_label, None);
+        assert_eq!(intervals.utility, None);
+        assert!(intervals.alerts_per_patient_day.is_some());
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
     }
 
     #[test]

@@ -559,11 +559,10 @@ async fn evaluate_model(ctx: &Context, model: ScoringModel) -> Result<Evaluation
             let cohort = Cohort::of(&data.validation);
             let raw = model.trees.predict(&data.validation.matrix)?;
             let scores = model.finish(&raw, &cohort.hours, &cohort.patients);
-            Ok::<_, TrainError>(crate::evaluate::evaluate(
+            Ok::<_, TrainError>(crate::interval::evaluate_with_intervals(
                 &cohort,
                 &scores.probability,
                 model.card.policy.rule,
-                true,
             ))
         })
         .await

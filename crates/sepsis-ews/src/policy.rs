@@ -230,7 +230,7 @@ impl ModelCard {
             );
         }
         if let Some(intervals) = &self.validation.intervals {
-            let _ = writeln!(md, "\n{}.", intervals.sentence());
+            let _ = writeln!(md, "\nFor the model, {}.", intervals.sentence());
         }
 
         let _ = writeln!(md, "\n## Limitations\n");

@@ -724,14 +724,7 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
         data: source.to_string(),
         rows: cohort.rows(),
         patients: cohort.patients.len(),
-        evaluation: crate::evaluate::Evaluation {
-            intervals: Some(crate::interval::patient_bootstrap(
-                cohort,
-                probabilities,
-                rule,
-            )),
-            ..crate::evaluate::evaluate(cohort, probabilities, rule, true)
-        },
+        evaluation: crate::interval::evaluate_with_intervals(cohort, probabilities, rule),
         baselines,
         subgroups: crate::assess::subgroups(cohort, probabilities, rule, &data.groups),
     }
