@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         data: Option<PathBuf>,
         /// With --data: a model folder or model.txt, a run id, a registry version (v3) or `production` [default: production, else the newest run].
-        #[arg(long, value_name = "MODEL")]
+        #[arg(long, value_name = "MODEL", requires = "data")]
         model: Option<String>,
     },
     /// Write batch predictions (patient_id, hour, probability, alert) as CSV.

@@ -274,6 +274,15 @@ fn evaluate_reuses_the_runs_split() {
 }
 
 #[test]
+fn evaluate_model_without_data_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sepsis(dir.path(), &["evaluate", "--model", "v1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("--data"), "{message}");
+}
+
+#[test]
 fn steps_out_of_order_fail_with_hint() {
     let dir = tempfile::tempdir().unwrap();
     let output = sepsis(dir.path(), &["ingest"]);
