@@ -1131,8 +1131,11 @@ fn gate_keeps_production_on_tie() {
     assert_eq!(gate["promoted"], false, "{gate}");
     assert_eq!(gate["production_version"], 1);
     assert_eq!(gate["metric"], "utility");
-    // The same data and seed train the same model: a tie keeps production.
+    // The same data and seed train the same model: a tie keeps production,
+    // and on the same patients the gain is exactly zero.
     assert_eq!(gate["candidate_value"], gate["production_value"]);
+    assert_eq!(gate["gain_interval"]["low"], 0.0);
+    assert_eq!(gate["gain_interval"]["high"], 0.0);
     assert!(
         gate["reasons"][0].as_str().unwrap().contains("tie"),
         "{gate}"

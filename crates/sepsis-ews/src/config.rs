@@ -251,6 +251,16 @@ pub enum GateMetric {
 }
 
 impl GateMetric {
+    /// Every measure, in the order of the configuration's documentation.
+    pub const ALL: [GateMetric; 6] = [
+        GateMetric::Utility,
+        GateMetric::Auroc,
+        GateMetric::Auprc,
+        GateMetric::AurocSepsisLabel,
+        GateMetric::AuprcSepsisLabel,
+        GateMetric::SepticAlertedInTime,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             GateMetric::Utility => "utility",

@@ -128,6 +128,8 @@ async fn finish(
     for (name, value) in [
         ("gate.candidate_value", gate.candidate_value),
         ("gate.production_value", gate.production_value),
+        ("gate.gain_low", gate.gain_interval.map(|i| i.low)),
+        ("gate.gain_high", gate.gain_interval.map(|i| i.high)),
     ] {
         if let Some(value) = value {
             metrics.push((name.to_string(), value));

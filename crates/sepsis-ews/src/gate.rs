@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{GateConfig, GateMetric};
 use crate::evaluate::Evaluation;
+use crate::interval::Interval;
 
 /// Reads one gate measure from an evaluation.
 pub fn measure(evaluation: &Evaluation, metric: GateMetric) -> Option<f64> {
@@ -31,10 +32,13 @@ pub fn measure(evaluation: &Evaluation, metric: GateMetric) -> Option<f64> {
 pub enum Production {
     /// No version is production yet.
     None,
-    /// Production, measured on the candidate's validation patients.
+    /// Production, measured on the candidate's validation patients, with
+    /// the paired-bootstrap interval of the candidate's gain when it could
+    /// be computed.
     Measured {
         version: u32,
         evaluation: Box<Evaluation>,
+        gain: Option<Interval>,
     },
     /// Production cannot be measured on the candidate's patients.
     Incomparable { version: u32, reason: String },
@@ -53,6 +57,10 @@ pub struct GateDecision {
     pub candidate_value: Option<f64>,
     pub production_value: Option<f64>,
     pub min_improvement: f64,
+    /// The 95 % interval of the candidate's gain over production on the same
+    /// patients (paired bootstrap). It is reported, and it does not decide.
+    #[serde(default)]
+    pub gain_interval: Option<Interval>,
     pub reasons: Vec<String>,
 }
 
@@ -75,6 +83,7 @@ pub fn decide(
         candidate_value,
         production_value: None,
         min_improvement: config.min_improvement,
+        gain_interval: None,
         reasons: Vec::new(),
     };
     let Some(candidate_value) = candidate_value else {
@@ -128,6 +137,7 @@ pub fn decide(
         Production::Measured {
             version,
             evaluation,
+            gain: interval,
         } => {
             decision.production_version = Some(*version);
             let Some(production_value) = measure(evaluation, metric) else {
@@ -151,6 +161,14 @@ pub fn decide(
                      {margin} (a tie keeps production)"
                 ),
             });
+            decision.gain_interval = *interval;
+            if let Some(interval) = interval {
+                decision.reasons.push(format!(
+                    "on the same patients, the gain's 95 % interval is {:.4} to {:.4} \
+                     (paired bootstrap)",
+                    interval.low, interval.high
+                ));
+            }
         }
     }
     decision
@@ -207,6 +225,7 @@ mod tests {
         Production::Measured {
             version,
             evaluation: Box::new(evaluation(utility, auroc)),
+            gain: None,
         }
     }
 
@@ -249,6 +268,29 @@ mod tests {
         let tie = decide(&gate, "m", 2, &evaluation(0.3, 0.8), &measured(1, 0.3, 0.8));
         assert!(!tie.promoted);
         assert_eq!(tie.production_value, Some(0.3));
+    }
+
+    #[test]
+    fn gate_reports_gain_interval() {
+        let gate = config(GateMetric::Utility, 0.01);
+        let interval = Interval {
+            low: -0.01,
+            high: 0.05,
+        };
+        let production = Production::Measured {
+            version: 1,
+            evaluation: Box::new(evaluation(0.30, 0.8)),
+            gain: Some(interval),
+        };
+        let decision = decide(&gate, "m", 2, &evaluation(0.32, 0.8), &production);
+        // The interval is reported, and the margin alone decides.
+        assert!(decision.promoted);
+        assert_eq!(decision.gain_interval, Some(interval));
+        assert!(
+            decision.reasons[1].contains("-0.0100 to 0.0500"),
+            "{:?}",
+            decision.reasons
+        );
     }
 
     #[test]

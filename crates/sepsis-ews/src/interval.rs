@@ -16,7 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation};
+use crate::config::GateMetric;
+use crate::evaluate::{alert_outcome, evaluate, AlertRule, Cohort, Evaluation};
 use crate::utility::{UtilityParams, UtilityScore};
 
 /// Resamples per interval.
@@ -110,13 +111,9 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
         return intervals;
     }
 
-    let septic_patients = cohort
-        .patients
-        .iter()
-        .filter(|range| cohort.outcome[(*range).clone()].contains(&true))
-        .count();
-    let enough_septic = septic_patients >= MIN_SEPTIC_PATIENTS;
+    let enough_septic = septic_patients(cohort) >= MIN_SEPTIC_PATIENTS;
     let stays = Stays::of(cohort, scores, rule);
+    let ranking = Ranking::of(&cohort.outcome, scores, &cohort.patients);
 
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let patients = cohort.patients.len();
@@ -127,7 +124,7 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
         for _ in 0..patients {
             draws[rng.random_range(0..patients)] += 1.0;
         }
-        let ranking = stays.ranking.as_ref().filter(|_| enough_septic);
+        let ranking = ranking.as_ref().filter(|_| enough_septic);
         let measures = [
             ranking.and_then(|r| r.auroc(&draws)),
             ranking.and_then(|r| r.auprc(&draws)),
@@ -148,6 +145,85 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
     intervals
 }
 
+/// Computes the interval of the gain of `candidate` over `production` in
+/// the gate's measure, both scored on the same cohort. The same draws
+/// measure both models (the paired bootstrap), so what the two share, which
+/// patients were drawn, drops out of the gain. Each side is a model's
+/// probabilities and its alert rule. Returns `None` under the same minimums
+/// as [`patient_bootstrap`], or when the scores do not fit the cohort.
+pub fn paired_gain(
+    cohort: &Cohort,
+    candidate: (&[f64], AlertRule),
+    production: (&[f64], AlertRule),
+    metric: GateMetric,
+) -> Option<Interval> {
+    let rows = cohort.rows();
+    if candidate.0.len() != rows || production.0.len() != rows {
+        return None;
+    }
+    if cohort.patients.len() < MIN_PATIENTS || septic_patients(cohort) < MIN_SEPTIC_PATIENTS {
+        return None;
+    }
+    let sides =
+        [candidate, production].map(|(scores, rule)| Side::of(cohort, scores, rule, metric));
+
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let patients = cohort.patients.len();
+    let mut draws = vec![0.0; patients];
+    let mut gains = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        draws.fill(0.0);
+        for _ in 0..patients {
+            draws[rng.random_range(0..patients)] += 1.0;
+        }
+        let [candidate, production] = [&sides[0], &sides[1]].map(|side| side.measure(&draws));
+        if let (Some(candidate), Some(production)) = (candidate, production) {
+            gains.push(candidate - production);
+        }
+    }
+    percentile_interval(&mut gains)
+}
+
+/// One model's stays and the ranking that the gate's measure needs.
+struct Side {
+    metric: GateMetric,
+    stays: Stays,
+    ranking: Option<Ranking>,
+}
+
+impl Side {
+    fn of(cohort: &Cohort, scores: &[f64], rule: AlertRule, metric: GateMetric) -> Side {
+        let labels = match metric {
+            GateMetric::Auroc | GateMetric::Auprc => Some(&cohort.labels),
+            GateMetric::AurocSepsisLabel | GateMetric::AuprcSepsisLabel => Some(&cohort.outcome),
+            GateMetric::Utility | GateMetric::SepticAlertedInTime => None,
+        };
+        Side {
+            metric,
+            stays: Stays::of(cohort, scores, rule),
+            ranking: labels.and_then(|labels| Ranking::of(labels, scores, &cohort.patients)),
+        }
+    }
+
+    fn measure(&self, draws: &[f64]) -> Option<f64> {
+        match self.metric {
+            GateMetric::Utility => self.stays.utility(draws),
+            GateMetric::Auroc | GateMetric::AurocSepsisLabel => self.ranking.as_ref()?.auroc(draws),
+            GateMetric::Auprc | GateMetric::AuprcSepsisLabel => self.ranking.as_ref()?.auprc(draws),
+            GateMetric::SepticAlertedInTime => self.stays.alerted_in_time_share(draws),
+        }
+    }
+}
+
+/// Counts the patients with at least one `SepsisLabel` hour.
+fn septic_patients(cohort: &Cohort) -> usize {
+    cohort
+        .patients
+        .iter()
+        .filter(|range| cohort.outcome[(*range).clone()].contains(&true))
+        .count()
+}
+
 /// Writes a count with a comma between groups of three digits.
 fn thousands(count: usize) -> String {
     let digits = count.to_string();
@@ -161,13 +237,15 @@ fn thousands(count: usize) -> String {
     out
 }
 
-/// Each patient's part of the measures, computed once for all resamples.
+/// Each patient's part of the alert measures, computed once for all
+/// resamples.
 struct Stays {
-    /// `None` when a score is NaN, as the ranking measures are then undefined.
-    ranking: Option<Ranking>,
     utilities: Vec<UtilityScore>,
     alerts: Vec<f64>,
     rows: Vec<f64>,
+    /// For a septic patient, whether an alert was on in time; `None` for
+    /// the others.
+    in_time: Vec<Option<bool>>,
 }
 
 impl Stays {
@@ -175,10 +253,10 @@ impl Stays {
         let states = cohort.alert_states(scores, rule);
         let params = UtilityParams::default();
         let mut stays = Stays {
-            ranking: Ranking::of(&cohort.outcome, scores, &cohort.patients),
             utilities: Vec::with_capacity(cohort.patients.len()),
             alerts: Vec::with_capacity(cohort.patients.len()),
             rows: Vec::with_capacity(cohort.patients.len()),
+            in_time: Vec::with_capacity(cohort.patients.len()),
         };
         for range in &cohort.patients {
             let on = &states[range.clone()];
@@ -190,8 +268,27 @@ impl Stays {
                 .count();
             stays.alerts.push(switch_ons as f64);
             stays.rows.push(range.len() as f64);
+            let alone = Cohort {
+                labels: cohort.labels[range.clone()].to_vec(),
+                outcome: cohort.outcome[range.clone()].to_vec(),
+                hours: cohort.hours[range.clone()].to_vec(),
+                patients: std::iter::once(0..range.len()).collect(),
+            };
+            let share = alert_outcome(&alone, &scores[range.clone()], rule).alerted_in_time_share;
+            stays.in_time.push(share.map(|share| share > 0.5));
         }
         stays
+    }
+
+    fn alerted_in_time_share(&self, draws: &[f64]) -> Option<f64> {
+        let (mut septic, mut in_time) = (0.0, 0.0);
+        for (flag, &times) in self.in_time.iter().zip(draws) {
+            if let Some(alerted) = flag {
+                septic += times;
+                in_time += if *alerted { times } else { 0.0 };
+            }
+        }
+        (septic > 0.0).then(|| in_time / septic)
     }
 
     fn utility(&self, draws: &[f64]) -> Option<f64> {
@@ -366,12 +463,13 @@ mod tests {
             .map(|_| f64::from(rng.random_range(0u8..4)))
             .collect();
         let (copy, copy_scores) = repeated(&cohort, &scores, &draws);
+
         let rule = AlertRule {
             threshold: Some(0.6),
             hold_hours: 2.0,
         };
         let stays = Stays::of(&cohort, &scores, rule);
-        let ranking = stays.ranking.as_ref().unwrap();
+        let ranking = Ranking::of(&cohort.outcome, &scores, &cohort.patients).unwrap();
         let close = |a: Option<f64>, b: Option<f64>| (a.unwrap() - b.unwrap()).abs() < 1e-12;
         assert!(close(
             ranking.auroc(&draws),
@@ -387,6 +485,80 @@ mod tests {
             stays.alerts_per_patient_day(&draws),
             expected.alerts_per_patient_day
         ));
+        assert!(close(
+            stays.alerted_in_time_share(&draws),
+            expected.alerted_in_time_share
+        ));
+    }
+
+    #[test]
+    fn paired_gain_of_equal_models_is_zero() {
+        let (cohort, scores) = cohort(200, 8);
+        let rule = AlertRule::at(0.7);
+        for metric in GateMetric::ALL {
+            let gain = paired_gain(&cohort, (&scores, rule), (&scores, rule), metric).unwrap();
+            assert_eq!(
+                gain,
+                Interval {
+                    low: 0.0,
+                    high: 0.0
+                },
+                "{metric}"
+            );
+        }
+    }
+
+    #[test]
+    fn paired_gain_holds_the_measured_gain() {
+        let (cohort, production) = cohort(300, 9);
+        // The candidate ranks septic hours higher still.
+        let candidate: Vec<f64> = production
+            .iter()
+            .zip(&cohort.outcome)
+            .map(|(score, septic)| if *septic { score + 0.2 } else { *score })
+            .collect();
+        let rule = AlertRule::at(0.8);
+
+        let measured = |scores: &[f64], metric| {
+            crate::gate::measure(&evaluate(&cohort, scores, rule, true), metric).unwrap()
+        };
+        for metric in GateMetric::ALL {
+            let gain = measured(&candidate, metric) - measured(&production, metric);
+            let interval =
+                paired_gain(&cohort, (&candidate, rule), (&production, rule), metric).unwrap();
+            assert!(
+                interval.low <= gain && gain <= interval.high,
+                "{metric}: {interval:?} {gain}"
+            );
+        }
+
+        // On the same draws the gain is far surer than either model's value.
+        let gain = paired_gain(
+            &cohort,
+            (&candidate, rule),
+            (&production, rule),
+            GateMetric::AurocSepsisLabel,
+        )
+        .unwrap();
+        let alone = patient_bootstrap(&cohort, &production, rule)
+            .auroc_sepsis_label
+            .unwrap();
+        assert!(gain.low > 0.0, "{gain:?}");
+        assert!(
+            gain.high - gain.low < alone.high - alone.low,
+            "{gain:?} {alone:?}"
+        );
+    }
+
+    #[test]
+    fn paired_gain_rejects_misfit_scores() {
+        let (cohort, scores) = cohort(50, 10);
+        let rule = AlertRule::at(0.5);
+        let short = &scores[1..];
+        assert_eq!(
+            paired_gain(&cohort, (&scores, rule), (short, rule), GateMetric::Utility),
+            None
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::assess::{self, SubgroupResult};
 use crate::config::{Config, GateMetric};
 use crate::drift::{DriftReference, DRIFT_REFERENCE_FILE};
-use crate::evaluate::{Cohort, Evaluation};
+use crate::evaluate::{AlertRule, Cohort, Evaluation};
 use crate::failpoint::{self, InjectedFailure};
 use crate::feature_store::{self, FeatureManifest, FeatureStoreError};
 use crate::features::FeatureSpec;
@@ -553,23 +553,49 @@ pub async fn run_evaluate_stored(
 /// Measures a model on the validation patients of its own run, with its
 /// own alert rule.
 async fn evaluate_model(ctx: &Context, model: ScoringModel) -> Result<Evaluation, PipelineError> {
+    let scored = score_validation(ctx, model).await?;
+    Ok(scored.evaluation)
+}
+
+/// A model's probabilities on its run's validation patients, and their
+/// evaluation.
+struct ValidationScores {
+    cohort: Cohort,
+    probabilities: Vec<f64>,
+    rule: AlertRule,
+    evaluation: Evaluation,
+}
+
+async fn score_validation(
+    ctx: &Context,
+    model: ScoringModel,
+) -> Result<ValidationScores, PipelineError> {
     let data = run_data(ctx, &model.sidecar).await?;
     let work = async {
-        let evaluation = tokio::task::spawn_blocking(move || {
+        let scored = tokio::task::spawn_blocking(move || {
             let cohort = Cohort::of(&data.validation);
             let raw = model.trees.predict(&data.validation.matrix)?;
             let scores = model.finish(&raw, &cohort.hours, &cohort.patients);
-            Ok::<_, TrainError>(crate::interval::evaluate_with_intervals(
-                &cohort,
-                &scores.probability,
-                model.card.policy.rule,
-            ))
+            let rule = model.card.policy.rule;
+            let evaluation =
+                crate::interval::evaluate_with_intervals(&cohort, &scores.probability, rule);
+            Ok::<_, TrainError>(ValidationScores {
+                cohort,
+                probabilities: scores.probability,
+                rule,
+                evaluation,
+            })
         })
         .await
         .expect("the evaluation thread does not panic")?;
-        Ok::<_, PipelineError>(evaluation)
+        Ok::<_, PipelineError>(scored)
     };
-    step("evaluate", |e: &Evaluation| e.hourly.rows as u64, work).await
+    step(
+        "evaluate",
+        |s: &ValidationScores| s.evaluation.hourly.rows as u64,
+        work,
+    )
+    .await
 }
 
 /// The files of a run folder that a registry version keeps.
@@ -636,14 +662,7 @@ pub async fn register_run(ctx: &Context, run_id: &str) -> Result<VersionRecord, 
     }
 
     let mut summary = std::collections::BTreeMap::new();
-    for metric in [
-        GateMetric::Utility,
-        GateMetric::Auroc,
-        GateMetric::Auprc,
-        GateMetric::AurocSepsisLabel,
-        GateMetric::AuprcSepsisLabel,
-        GateMetric::SepticAlertedInTime,
-    ] {
+    for metric in GateMetric::ALL {
         summary.insert(
             metric.name().to_string(),
             gate::measure(&metrics.model, metric),
@@ -774,10 +793,30 @@ async fn measure_production(
                 .into(),
         );
     }
-    let evaluation = evaluate_model(ctx, model).await?;
+    let production = score_validation(ctx, model).await?;
+    // The candidate is scored again here, so that the gain can be measured
+    // on the same draws of patients. Its rows may come from another feature
+    // version of the same data, so they must match production's rows.
+    let candidate_model = ScoringModel::load(&ctx.store, &candidate.run_id).await?;
+    let candidate = score_validation(ctx, candidate_model).await?;
+    let same_rows = candidate.cohort.patients == production.cohort.patients
+        && candidate.cohort.hours == production.cohort.hours
+        && candidate.cohort.outcome == production.cohort.outcome;
+    let metric = ctx.config.registry.gate.metric;
+    let gain = same_rows
+        .then(|| {
+            crate::interval::paired_gain(
+                &production.cohort,
+                (&candidate.probabilities, candidate.rule),
+                (&production.probabilities, production.rule),
+                metric,
+            )
+        })
+        .flatten();
     Ok(gate::Production::Measured {
         version,
-        evaluation: Box::new(evaluation),
+        evaluation: Box::new(production.evaluation),
+        gain,
     })
 }
 
