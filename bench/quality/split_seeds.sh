@@ -5,19 +5,27 @@
 # uncertain by about ±0.02 on set A, and the mean over several splits is a
 # steadier estimate of what the pipeline reaches on unseen patients.
 #
-# Usage: bench/quality/split_seeds.sh DATA [SEED ...]   (seeds 1 to 5 by default)
-# Each run gets its own store in a temporary folder, removed at the end.
+# Usage: bench/quality/split_seeds.sh DATA [SEED ...] [-- PIPELINE_ARGS ...]
+# Seeds are 1 to 5 by default. Arguments after -- go to each `sepsis pipeline`
+# run, for example `-- --set training.folds=5`. Each run gets its own store in
+# a temporary folder, removed at the end.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib/env.sh"
 cd "$SEPSIS_REPO"
 
 if [[ $# -lt 1 ]]; then
-  echo "usage: $0 DATA [SEED ...]" >&2
+  echo "usage: $0 DATA [SEED ...] [-- PIPELINE_ARGS ...]" >&2
   exit 2
 fi
 data=$1
 shift
-seeds=("$@")
+seeds=()
+while [[ $# -gt 0 && $1 != "--" ]]; do
+  seeds+=("$1")
+  shift
+done
+[[ $# -gt 0 ]] && shift
+extra=("$@")
 [[ ${#seeds[@]} -gt 0 ]] || seeds=(1 2 3 4 5)
 
 ensure_build_deps
@@ -28,7 +36,7 @@ trap 'rm -rf "$work"' EXIT
 for seed in "${seeds[@]}"; do
   echo "split seed $seed" >&2
   env -u MLFLOW_TRACKING_URI "$CARGO_TARGET_DIR/release/sepsis" pipeline \
-    --data "$data" --store "$work/store-$seed" --set "split.seed=$seed" --json \
+    --data "$data" --store "$work/store-$seed" --set "split.seed=$seed" --json "${extra[@]}" \
     >"$work/seed-$seed.json"
 done
 
