@@ -33,12 +33,12 @@ pub enum Production {
     /// No version is production yet.
     None,
     /// Production, measured on the candidate's validation patients, with
-    /// the paired-bootstrap interval of the candidate's gain when it could
-    /// be computed.
+    /// the paired-bootstrap interval of the candidate's gain, or the reason
+    /// it was not computed.
     Measured {
         version: u32,
         evaluation: Box<Evaluation>,
-        gain: Option<Interval>,
+        gain: Result<Interval, String>,
     },
     /// Production cannot be measured on the candidate's patients.
     Incomparable { version: u32, reason: String },
@@ -161,14 +161,17 @@ pub fn decide(
                      {margin} (a tie keeps production)"
                 ),
             });
-            decision.gain_interval = *interval;
-            if let Some(interval) = interval {
-                decision.reasons.push(format!(
-                    "on the same patients, the gain's 95 % interval is {:.4} to {:.4} \
+            decision.gain_interval = interval.as_ref().ok().copied();
+            decision.reasons.push(match interval {
+                Ok(interval) => format!(
+                    "on the same patients, the gain's {} % interval is {:.4} to {:.4} \
                      (paired bootstrap)",
-                    interval.low, interval.high
-                ));
-            }
+                    (crate::interval::LEVEL * 100.0).round(),
+                    interval.low,
+                    interval.high
+                ),
+                Err(reason) => format!("the gain's interval was not computed: {reason}"),
+            });
         }
     }
     decision
@@ -225,7 +228,7 @@ mod tests {
         Production::Measured {
             version,
             evaluation: Box::new(evaluation(utility, auroc)),
-            gain: None,
+            gain: Err("not measured in this test".into()),
         }
     }
 
@@ -280,7 +283,7 @@ mod tests {
         let production = Production::Measured {
             version: 1,
             evaluation: Box::new(evaluation(0.30, 0.8)),
-            gain: Some(interval),
+            gain: Ok(interval),
         };
         let decision = decide(&gate, "m", 2, &evaluation(0.32, 0.8), &production);
         // The interval is reported, and the margin alone decides.
@@ -291,6 +294,20 @@ mod tests {
             "{:?}",
             decision.reasons
         );
+    }
+
+    #[test]
+    fn gate_says_why_gain_interval_is_missing() {
+        let gate = config(GateMetric::Utility, 0.01);
+        let decision = decide(
+            &gate,
+            "m",
+            2,
+            &evaluation(0.32, 0.8),
+            &measured(1, 0.30, 0.8),
+        );
+        assert_eq!(decision.gain_interval, None);
+        assert!(decision.reasons[1].contains("not computed: not measured in this test"));
     }
 
     #[test]

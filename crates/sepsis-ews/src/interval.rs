@@ -68,13 +68,12 @@ impl Intervals {
             interval.map(|i| format!("{name} {:.3} to {:.3}", i.low, i.high))
         })
         .collect();
-        let measures = if parts.is_empty() {
-            format!(
-                "none could be computed, as they need at least {MIN_PATIENTS} patients, \
-                 {MIN_SEPTIC_PATIENTS} of them septic"
-            )
-        } else {
-            parts.join(", ")
+        let needs =
+            format!("at least {MIN_PATIENTS} patients, {MIN_SEPTIC_PATIENTS} of them septic");
+        let measures = match parts.len() {
+            0 => format!("none could be computed, as they need {needs}"),
+            4 => parts.join(", "),
+            _ => format!("{}; the others need {needs}", parts.join(", ")),
         };
         format!(
             "{} % intervals from {} resamples of the patients: {measures}",
@@ -107,7 +106,7 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
         utility: None,
         alerts_per_patient_day: None,
     };
-    if cohort.patients.len() < MIN_PATIENTS {
+    if cohort.patients.len() < MIN_PATIENTS || scores.len() != cohort.rows() {
         return intervals;
     }
 
@@ -619,6 +618,7 @@ mod tests {
         assert_eq!(intervals.auroc_sepsis_label, None);
         assert_eq!(intervals.utility, None);
         assert!(intervals.alerts_per_patient_day.is_some());
+        assert!(intervals.sentence().contains("the others need"));
     }
 
     #[test]

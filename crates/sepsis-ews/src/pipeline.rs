@@ -25,6 +25,7 @@ use crate::features::FeatureSpec;
 use crate::gate::{self, GateDecision};
 use crate::import::{self, ImportError, ImportManifest};
 use crate::ingest::{self, IngestError, SnapshotManifest};
+use crate::interval::Interval;
 use crate::policy::{AlertPolicy, BaselineResult, CardData, ModelCard};
 use crate::progress::SharedProgress;
 use crate::registry::{Registry, RegistryError, VersionRecord};
@@ -553,7 +554,7 @@ pub async fn run_evaluate_stored(
 /// Measures a model on the validation patients of its own run, with its
 /// own alert rule.
 async fn evaluate_model(ctx: &Context, model: ScoringModel) -> Result<Evaluation, PipelineError> {
-    let scored = score_validation(ctx, model).await?;
+    let scored = score_validation(ctx, model, true).await?;
     Ok(scored.evaluation)
 }
 
@@ -566,9 +567,12 @@ struct ValidationScores {
     evaluation: Evaluation,
 }
 
+/// With `intervals` false the evaluation has no intervals, which the gate
+/// does not need.
 async fn score_validation(
     ctx: &Context,
     model: ScoringModel,
+    intervals: bool,
 ) -> Result<ValidationScores, PipelineError> {
     let data = run_data(ctx, &model.sidecar).await?;
     let work = async {
@@ -577,8 +581,11 @@ async fn score_validation(
             let raw = model.trees.predict(&data.validation.matrix)?;
             let scores = model.finish(&raw, &cohort.hours, &cohort.patients);
             let rule = model.card.policy.rule;
-            let evaluation =
-                crate::interval::evaluate_with_intervals(&cohort, &scores.probability, rule);
+            let evaluation = if intervals {
+                crate::interval::evaluate_with_intervals(&cohort, &scores.probability, rule)
+            } else {
+                crate::evaluate::evaluate(&cohort, &scores.probability, rule, true)
+            };
             Ok::<_, TrainError>(ValidationScores {
                 cohort,
                 probabilities: scores.probability,
@@ -705,7 +712,9 @@ pub async fn run_gate(
     let current = registry.production().await?;
     let production = match &current {
         None => gate::Production::None,
-        Some(pointer) => measure_production(ctx, &registry, pointer.version, candidate).await?,
+        Some(pointer) => {
+            measure_production(ctx, &registry, pointer.version, candidate, evaluation).await?
+        }
     };
     let config = &ctx.config.registry.gate;
     let mut decision = gate::decide(
@@ -757,6 +766,7 @@ async fn measure_production(
     registry: &Registry,
     version: u32,
     candidate: &VersionRecord,
+    candidate_evaluation: &Evaluation,
 ) -> Result<gate::Production, PipelineError> {
     let incomparable = |reason: String| Ok(gate::Production::Incomparable { version, reason });
     let record = registry.version(version).await?;
@@ -793,31 +803,61 @@ async fn measure_production(
                 .into(),
         );
     }
-    let production = score_validation(ctx, model).await?;
-    // The candidate is scored again here, so that the gain can be measured
-    // on the same draws of patients. Its rows may come from another feature
-    // version of the same data, so they must match production's rows.
-    let candidate_model = ScoringModel::load(&ctx.store, &candidate.run_id).await?;
-    let candidate = score_validation(ctx, candidate_model).await?;
-    let same_rows = candidate.cohort.patients == production.cohort.patients
-        && candidate.cohort.hours == production.cohort.hours
-        && candidate.cohort.outcome == production.cohort.outcome;
-    let metric = ctx.config.registry.gate.metric;
-    let gain = same_rows
-        .then(|| {
-            crate::interval::paired_gain(
-                &production.cohort,
-                (&candidate.probabilities, candidate.rule),
-                (&production.probabilities, production.rule),
-                metric,
-            )
-        })
-        .flatten();
+    let production = score_validation(ctx, model, false).await?;
+    let gain = match paired_gain(ctx, candidate, &production, candidate_evaluation).await {
+        Ok(gain) => gain,
+        Err(error) => {
+            // The interval only informs the decision, so a failure to
+            // compute it does not stop the gate.
+            tracing::warn!(run_id = %candidate.run_id, error = %error, "the gate's gain interval failed");
+            Err(format!("scoring the candidate again failed: {error}"))
+        }
+    };
     Ok(gate::Production::Measured {
         version,
         evaluation: Box::new(production.evaluation),
         gain,
     })
+}
+
+/// Scores the candidate again on the validation rows and computes the
+/// paired interval of its gain over production. The candidate's rows may
+/// come from another feature version of the same data, so they must match
+/// production's rows, and its measure must equal the one the gate compares.
+async fn paired_gain(
+    ctx: &Context,
+    candidate: &VersionRecord,
+    production: &ValidationScores,
+    candidate_evaluation: &Evaluation,
+) -> Result<Result<Interval, String>, PipelineError> {
+    let model = ScoringModel::load(&ctx.store, &candidate.run_id).await?;
+    let rescored = score_validation(ctx, model, false).await?;
+    let metric = ctx.config.registry.gate.metric;
+    let same_rows = rescored.cohort.patients == production.cohort.patients
+        && rescored.cohort.hours == production.cohort.hours
+        && rescored.cohort.outcome == production.cohort.outcome;
+    if !same_rows {
+        return Ok(Err("the two models' validation rows differ".into()));
+    }
+    let expected = gate::measure(candidate_evaluation, metric);
+    if gate::measure(&rescored.evaluation, metric) != expected {
+        return Ok(Err(format!(
+            "the candidate's {metric} scored again differs from its measured value"
+        )));
+    }
+    Ok(crate::interval::paired_gain(
+        &production.cohort,
+        (&rescored.probabilities, rescored.rule),
+        (&production.probabilities, production.rule),
+        metric,
+    )
+    .ok_or_else(|| {
+        format!(
+            "it needs at least {} validation patients, {} of them septic",
+            crate::interval::MIN_PATIENTS,
+            crate::interval::MIN_SEPTIC_PATIENTS
+        )
+    }))
 }
 
 fn short(digest: &str) -> &str {
