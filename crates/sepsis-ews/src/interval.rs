@@ -114,26 +114,19 @@ pub fn patient_bootstrap(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> In
     let stays = Stays::of(cohort, scores, rule);
     let ranking = Ranking::of(&cohort.outcome, scores, &cohort.patients);
 
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let patients = cohort.patients.len();
-    let mut draws = vec![0.0; patients];
+    let ranking = ranking.as_ref().filter(|_| enough_septic);
     let mut samples: [Vec<f64>; 4] = Default::default();
-    for _ in 0..RESAMPLES {
-        draws.fill(0.0);
-        for _ in 0..patients {
-            draws[rng.random_range(0..patients)] += 1.0;
-        }
-        let ranking = ranking.as_ref().filter(|_| enough_septic);
+    resample(cohort.patients.len(), |draws| {
         let measures = [
-            ranking.and_then(|r| r.auroc(&draws)),
-            ranking.and_then(|r| r.auprc(&draws)),
-            stays.utility(&draws).filter(|_| enough_septic),
-            stays.alerts_per_patient_day(&draws),
+            ranking.and_then(|r| r.auroc(draws)),
+            ranking.and_then(|r| r.auprc(draws)),
+            stays.utility(draws).filter(|_| enough_septic),
+            stays.alerts_per_patient_day(draws),
         ];
         for (sample, value) in samples.iter_mut().zip(measures) {
             sample.extend(value);
         }
-    }
+    });
 
     let [auroc, auprc, utility, alerts] =
         samples.map(|mut sample| percentile_interval(&mut sample));
@@ -166,21 +159,29 @@ pub fn paired_gain(
     let sides =
         [candidate, production].map(|(scores, rule)| Side::of(cohort, scores, rule, metric));
 
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let patients = cohort.patients.len();
-    let mut draws = vec![0.0; patients];
     let mut gains = Vec::with_capacity(RESAMPLES);
+    resample(cohort.patients.len(), |draws| {
+        let [candidate, production] = [&sides[0], &sides[1]].map(|side| side.measure(draws));
+        if let (Some(candidate), Some(production)) = (candidate, production) {
+            gains.push(candidate - production);
+        }
+    });
+    percentile_interval(&mut gains)
+}
+
+/// Calls `measure` with each of the `RESAMPLES` draws of `patients`
+/// patients with replacement, given as the times each patient was drawn.
+/// The seed is fixed, so every caller sees the same draws.
+fn resample(patients: usize, mut measure: impl FnMut(&[f64])) {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let mut draws = vec![0.0; patients];
     for _ in 0..RESAMPLES {
         draws.fill(0.0);
         for _ in 0..patients {
             draws[rng.random_range(0..patients)] += 1.0;
         }
-        let [candidate, production] = [&sides[0], &sides[1]].map(|side| side.measure(&draws));
-        if let (Some(candidate), Some(production)) = (candidate, production) {
-            gains.push(candidate - production);
-        }
+        measure(&draws);
     }
-    percentile_interval(&mut gains)
 }
 
 /// One model's stays and the ranking that the gate's measure needs.
