@@ -1155,6 +1155,23 @@ fn gate_keeps_production_on_tie() {
         serde_json::from_slice(&std::fs::read(stored).unwrap()).unwrap();
     assert_eq!(&stored, gate);
 
+    // The gate scores production and then the candidate; the log names the
+    // run each scoring step measured.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let text = std::fs::read_to_string(logs[0].path()).unwrap();
+    let first_run = first["run_id"].as_str().unwrap();
+    for scored in [first_run, run] {
+        assert!(
+            text.lines().any(|l| l.contains(&format!("run_id={scored}"))
+                && l.contains("step=\"evaluate\"")
+                && l.contains("step finished")),
+            "no scoring step names run {scored}:\n{text}"
+        );
+    }
+
     // Each version is whole and names its data, features and code.
     let version_json = stdout_json(&sepsis(dir.path(), &["registry", "show", "v2", "--json"]));
     let record = &version_json["version"];

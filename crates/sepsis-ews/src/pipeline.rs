@@ -575,6 +575,8 @@ async fn score_validation(
     intervals: bool,
 ) -> Result<ValidationScores, PipelineError> {
     let data = run_data(ctx, &model.sidecar).await?;
+    // The gate scores two models in turn; the span names the run of each.
+    let span = tracing::info_span!("score_validation", run_id = %model.sidecar.run_id);
     let work = async {
         let scored = tokio::task::spawn_blocking(move || {
             let cohort = Cohort::of(&data.validation);
@@ -602,6 +604,7 @@ async fn score_validation(
         |s: &ValidationScores| s.evaluation.hourly.rows as u64,
         work,
     )
+    .instrument(span)
     .await
 }
 
