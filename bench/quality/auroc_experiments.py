@@ -29,19 +29,11 @@ DEFAULT_PARAMS = dict(
     lambda_l2=10.0, seed=42, deterministic=True, force_row_wise=True, verbosity=-1,
 )
 
-# name: (target column, cross-fit, extra LightGBM parameters, measurement-count features)
-EXPERIMENTS = {
-    "default": ("label", False, {}, False),
-    "target_sepsis_label": ("outcome", False, {}, False),
-    "extra_trees": ("label", False, {"extra_trees": True}, False),
-    "path_smooth": ("label", False, {"path_smooth": 10.0}, False),
-    "cross_fit": ("label", True, {}, False),
-    "cross_fit_sepsis_label": ("outcome", True, {}, False),
-    "cross_fit_extra_trees": ("label", True, {"extra_trees": True}, False),
-    "measurement_counts": ("label", False, {}, True),
-}
 FOLDS = 5
 VITAL_SIGNS = {"HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "EtCO2"}
+# Measurements whose deviation from the patient's own history is added by baseline_features.
+BASELINE_COLUMNS = ["HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "Platelets",
+                    "Creatinine", "WBC", "Lactate", "BUN", "Hct", "Glucose", "HCO3", "pH"]
 
 
 def key(seed, patient):
@@ -63,6 +55,15 @@ def split(patients, septic, seed, fraction):
             take = min(max(take, 1), len(stratum) - 1)
         chosen.update(stratum[:take])
     return chosen
+
+
+def pipeline_split(patient, label):
+    """Returns whether each patient is septic (in order of first row), and the validation and
+    calibration patients of the pipeline's default split."""
+    septic = pd.Series(label).groupby(patient, sort=False).max().astype(bool).to_dict()
+    validation = split(list(septic), septic, 42, 0.2)
+    rest = [p for p in septic if p not in validation]
+    return septic, validation, split(rest, septic, 43, 0.2)
 
 
 def auroc(labels, scores):
@@ -99,17 +100,106 @@ def count_features(table, names):
     return list(added), np.column_stack(list(added.values())).astype(np.float32)
 
 
+def rise_features(values, patient, name):
+    """Computes the change of one hourly series over 6 h and 24 h, its rise above the lowest
+    value of the last 24 h, 72 h and the whole stay so far, and the highest values of those
+    spans. Every value uses the rows up to its own hour only."""
+    series = pd.Series(values, dtype=np.float64)
+    grouped = series.groupby(patient, sort=False)
+    added = {}
+    for hours in (6, 24):
+        added[f"{name}_change_{hours}h"] = series - grouped.shift(hours)
+    for hours in (24, 72):
+        rolling = grouped.rolling(hours, min_periods=1)
+        lowest = rolling.min().reset_index(level=0, drop=True)
+        highest = rolling.max().reset_index(level=0, drop=True)
+        added[f"{name}_rise_{hours}h"] = series - lowest
+        added[f"{name}_max_{hours}h"] = highest
+    added[f"{name}_rise_since_admission"] = series - grouped.cummin()
+    added[f"{name}_max_since_admission"] = grouped.cummax()
+    return {key: value.to_numpy() for key, value in added.items()}
+
+
+def score_history_features(table, names):
+    """Adds the SpO2/FiO2 ratio and respiratory SOFA points from it, with cut-offs of 512,
+    357, 214 and 89 taken as estimates of the PaO2/FiO2 ratio's 400, 300, 200 and 100. A SOFA
+    with those points is added too. Then come the rise features of each bedside score. The
+    labels follow a SOFA rise of 2 points, and the stored features give only the score of the
+    hour."""
+    patient = table["patient_id"].to_numpy()
+    fio2 = table["FiO2"].to_numpy(dtype=np.float64)
+    fio2 = np.where(fio2 > 1.0, fio2 / 100.0, fio2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = table["O2Sat"].to_numpy(dtype=np.float64) / fio2
+    ratio[~np.isfinite(ratio)] = np.nan
+    respiration = np.select([ratio < 89, ratio < 214, ratio < 357, ratio < 512], [4, 3, 2, 1], 0)
+    respiration = np.where(np.isnan(ratio), 0, respiration).astype(np.float64)
+    added = {"spo2_fio2": ratio, "sofa_respiration_spo2_fio2": respiration}
+    scores = {name: table[name].to_numpy(dtype=np.float64)
+              for name in ("sofa_partial", "news2", "sirs", "qsofa", "shock_index")}
+    scores["sofa_with_respiration"] = scores["sofa_partial"] + respiration
+    for name, values in scores.items():
+        added.update(rise_features(values, patient, name))
+    return list(added), np.column_stack(list(added.values())).astype(np.float32)
+
+
+def baseline_features(table, names):
+    """Adds four features for each of BASELINE_COLUMNS. The first is the carried value minus
+    the mean of the patient's measurements so far, and the second that difference in their
+    standard deviations. The others are the value minus its 24 h mean, and the 6 h mean minus
+    the 24 h mean."""
+    patient = table["patient_id"].to_numpy()
+    added = {}
+    for column in BASELINE_COLUMNS:
+        value = table[column].to_numpy(dtype=np.float64)
+        measured = (table[f"{column}_missing"].to_numpy() == 0) & np.isfinite(value)
+        x = np.where(measured, value, 0.0)
+        sums = pd.DataFrame({"x": x, "xx": x * x, "n": measured.astype(np.float64)})
+        sums = sums.groupby(patient, sort=False).cumsum()
+        n = sums["n"].to_numpy()
+        mean = np.where(n > 0, sums["x"].to_numpy() / np.maximum(n, 1), np.nan)
+        variance = (sums["xx"].to_numpy() - n * mean * mean) / np.maximum(n - 1, 1)
+        sd = np.where(n > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+        added[f"{column}_minus_stay_mean"] = value - mean
+        with np.errstate(divide="ignore", invalid="ignore"):
+            added[f"{column}_stay_z"] = np.where(sd > 1e-6, (value - mean) / sd, np.nan)
+        added[f"{column}_minus_mean_24h"] = value - table[f"{column}_mean_24h"].to_numpy()
+        added[f"{column}_mean_6h_minus_24h"] = (table[f"{column}_mean_6h"].to_numpy()
+                                                - table[f"{column}_mean_24h"].to_numpy())
+    return list(added), np.column_stack(list(added.values())).astype(np.float32)
+
+
+# name: (target column, cross-fit, extra LightGBM parameters, added features, top features).
+# "added features" is a function of (table, feature names) that returns more columns. With
+# "top features" N, the booster fitted on the fit patients ranks the features by gain, and a
+# second booster is fitted on the N highest alone.
+EXPERIMENTS = {
+    "default": ("label", False, {}, None, None),
+    "target_sepsis_label": ("outcome", False, {}, None, None),
+    "extra_trees": ("label", False, {"extra_trees": True}, None, None),
+    "path_smooth": ("label", False, {"path_smooth": 10.0}, None, None),
+    "cross_fit": ("label", True, {}, None, None),
+    "cross_fit_sepsis_label": ("outcome", True, {}, None, None),
+    "cross_fit_extra_trees": ("label", True, {"extra_trees": True}, None, None),
+    "measurement_counts": ("label", False, {}, count_features, None),
+    "score_history": ("label", False, {}, score_history_features, None),
+    "patient_baseline": ("label", False, {}, baseline_features, None),
+    "top_120_features": ("label", False, {}, None, 120),
+    "top_240_features": ("label", False, {}, None, 240),
+}
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[2] not in EXPERIMENTS:
         sys.exit(f"usage: {sys.argv[0]} FEATURES_PARQUET {{{','.join(EXPERIMENTS)}}}")
     path, name = sys.argv[1], sys.argv[2]
-    target, cross_fit, extra, with_counts = EXPERIMENTS[name]
+    target, cross_fit, extra, add_features, top = EXPERIMENTS[name]
 
     table = pq.read_table(path).to_pandas()
     names = list(table.columns[4:])
     matrix = table[names].to_numpy(dtype=np.float32)
-    if with_counts:
-        added_names, added = count_features(table, names)
+    if add_features is not None:
+        added_names, added = add_features(table, names)
         names += added_names
         matrix = np.hstack([matrix, added])
     patient = table["patient_id"].to_numpy()
@@ -117,11 +207,8 @@ def main():
     outcome = table["outcome"].to_numpy()
     y = table[target].to_numpy()
 
-    patients = list(dict.fromkeys(patient))
-    septic = pd.Series(label).groupby(patient, sort=False).max().astype(bool).to_dict()
-    validation = split(patients, septic, 42, 0.2)
-    rest = [p for p in patients if p not in validation]
-    calibration = split(rest, septic, 43, 0.2)
+    septic, validation, calibration = pipeline_split(patient, label)
+    rest = [p for p in septic if p not in validation]
     in_validation = np.isin(patient, list(validation))
     params = dict(DEFAULT_PARAMS, **extra)
 
@@ -129,6 +216,11 @@ def main():
     if not cross_fit:
         fit = ~in_validation & ~np.isin(patient, list(calibration))
         booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
+        if top is not None:
+            keep = np.sort(np.argsort(-booster.feature_importance("gain"), kind="stable")[:top])
+            names = [names[i] for i in keep]
+            matrix = matrix[:, keep]
+            booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         scores = booster.predict(matrix[in_validation], raw_score=True)
     else:
         # Folds of the fit and calibration patients, stratified, by a hash of the id.
@@ -157,6 +249,7 @@ def main():
         "auroc_sepsis_label_halves": [
             round(auroc(sepsis_label[half], scores[half]), 4) for half in (in_first, ~in_first)
         ],
+        "features": len(names),
         "validation_patients": len(validation),
         "training_seconds": round(seconds, 1),
     }))
