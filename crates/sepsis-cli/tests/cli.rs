@@ -209,6 +209,22 @@ fn pipeline_on_sample_prints_one_json_object() {
     .unwrap();
     assert!(card["policy"]["statement"].is_string());
     assert_eq!(card["policy"]["max_alerts_per_patient_day"], 0.15);
+    // The sample's stays without sepsis end by hour 59, and many septic ones
+    // go on: the card warns that the model scores long stays as sepsis.
+    let limitations = card["limitations"].as_array().unwrap();
+    assert!(
+        limitations.iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .contains("stays without sepsis end by hour 59")),
+        "{limitations:?}"
+    );
+    let markdown =
+        std::fs::read_to_string(Path::new(local_model).with_file_name("model_card.md")).unwrap();
+    assert!(
+        markdown.contains("scores a long stay as sepsis"),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod report;
 pub mod schema;
 pub mod scoring;
+pub mod stays;
 pub mod storage;
 pub mod table;
 #[cfg(test)]

@@ -32,6 +32,7 @@ use crate::registry::{Registry, RegistryError, VersionRecord};
 use crate::report;
 use crate::schema::{Schema, SchemaError};
 use crate::scoring::{self, ScoringError, ScoringModel};
+use crate::stays;
 use crate::storage::{Area, StorageError, Store};
 use crate::train::{self, ModelSidecar, SplitPlan, TrainError, TrainingData};
 use crate::validate::{self, ValidateError, ValidationReport};
@@ -375,6 +376,15 @@ pub async fn run_train(
         };
         let validation_patients = data.validation.patients.len();
         let validation_rows = data.validation.rows();
+        let late_stays = stays::late_septic_stays(&[&data.fit, &data.calibration]);
+        if let Some(late) = &late_stays {
+            tracing::warn!(
+                cut_hour = late.cut_hour,
+                septic_stays_past_cut = late.septic_stays_past_cut,
+                septic_stays = late.septic_stays,
+                "septic training stays last past nearly all others; the model card names the risk"
+            );
+        }
         tracing::info!(
             fit_rows = data.fit.rows(),
             calibration_rows = data.calibration.rows(),
@@ -402,14 +412,16 @@ pub async fn run_train(
             drift_inputs,
             (fit_patients, calibration_patients),
             (validation_patients, validation_rows),
+            late_stays,
         ))
     };
-    let rows = |fitted: &(assess::Fitted, _, _, _)| fitted.0.fit_rows as u64;
+    let rows = |fitted: &(assess::Fitted, _, _, _, _)| fitted.0.fit_rows as u64;
     let (
         fitted,
         (drift_rows, drift_inputs),
         (fit_patients, calibration_patients),
         (validation_patients, validation_rows),
+        late_stays,
     ) = step("train", rows, work).await?;
 
     let work = async {
@@ -461,7 +473,11 @@ pub async fn run_train(
             validation: assessed.validation.clone(),
             baselines: assessed.baselines.clone(),
             clock: Some(fitted.clock.clone()),
-            limitations: LIMITATIONS.iter().map(|l| l.to_string()).collect(),
+            limitations: LIMITATIONS
+                .iter()
+                .map(|l| l.to_string())
+                .chain(late_stays.as_ref().map(stays::LateSepticStays::limitation))
+                .collect(),
         };
         let mut top_features = assess::gain_importance(&fitted.model_text, &sidecar.feature_names);
         top_features.truncate(TOP_FEATURES);
