@@ -1,7 +1,7 @@
 """A breakdown of the default model's hourly AUROC on SepsisLabel, by hours in the ICU and by
 kind of negative hour, on the pipeline's split.
 
-Usage: python bench/quality/auroc_breakdown.py FEATURES_PARQUET
+Usage: python bench/quality/auroc_breakdown.py FEATURES_PARQUET [FIT_UP_TO_HOUR]
 
 FEATURES_PARQUET is `feature-store/<version>/features.parquet` of a `sepsis pipeline` run. The
 script fits the default model of auroc_experiments.py on the fit patients, scores the validation
@@ -21,6 +21,9 @@ patients and prints one JSON object:
   hospital admission. A second variant also scales each measurement count as if the
   measurements had gone on at the same rate. The mean probability is the booster's, before
   the pipeline's calibration.
+
+With FIT_UP_TO_HOUR, the model is fitted only on the fit patients' hours up to that hour, and
+everything is measured as before on all the validation hours.
 """
 
 import json
@@ -71,8 +74,9 @@ def mean_probability(booster, rows):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} FEATURES_PARQUET")
+    if len(sys.argv) not in (2, 3):
+        sys.exit(f"usage: {sys.argv[0]} FEATURES_PARQUET [FIT_UP_TO_HOUR]")
+    fit_up_to_hour = float(sys.argv[2]) if len(sys.argv) == 3 else np.inf
     table = pq.read_table(sys.argv[1]).to_pandas()
     names = list(table.columns[4:])
     patient = table["patient_id"].to_numpy()
@@ -82,7 +86,7 @@ def main():
 
     septic, validation, calibration = pipeline_split(patient, label)
     in_validation = np.isin(patient, list(validation))
-    fit = ~in_validation & ~np.isin(patient, list(calibration))
+    fit = ~in_validation & ~np.isin(patient, list(calibration)) & (icu_hours <= fit_up_to_hour)
 
     matrix = table[names].to_numpy(dtype=np.float32)
     booster = lgb.train(DEFAULT_PARAMS, lgb.Dataset(matrix[fit], label[fit], feature_name=names))
@@ -135,6 +139,7 @@ def main():
     shifted = time_shift(matrix[probe], names)
 
     print(json.dumps({
+        "fit_rows": int(fit.sum()),
         "auroc_sepsis_label": round(auroc(positive, scores), 4),
         "positive_hours": int(positive.sum()),
         "auroc_against_never_septic_hours": round(auroc(positive[positive | other_negative],
