@@ -225,7 +225,7 @@ fn septic_patients(cohort: &Cohort) -> usize {
 }
 
 /// Writes a count with a comma between groups of three digits.
-fn thousands(count: usize) -> String {
+pub(crate) fn thousands(count: usize) -> String {
     let digits = count.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {

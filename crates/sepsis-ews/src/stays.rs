@@ -9,6 +9,7 @@
 //! would get high scores, and alerts, for every long stay. The check finds
 //! the pattern in any training data and the model card states it.
 
+use crate::interval::thousands;
 use crate::train::PatientSet;
 
 /// The share of stays without sepsis that end at or before the cut hour.
@@ -41,11 +42,11 @@ impl LateSepticStays {
              hospital where patients without sepsis stay longer, it will score and alert them \
              too high: measure the alerts per patient-day there with `sepsis evaluate --data` \
              before use.",
-            kept = self.other_stays - self.other_stays_past_cut,
-            others = self.other_stays,
+            kept = thousands(self.other_stays - self.other_stays_past_cut),
+            others = thousands(self.other_stays),
             cut = self.cut_hour,
-            late = self.septic_stays_past_cut,
-            septic = self.septic_stays,
+            late = thousands(self.septic_stays_past_cut),
+            septic = thousands(self.septic_stays),
         )
     }
 }
@@ -129,7 +130,7 @@ mod tests {
         assert_eq!(found.septic_stays, 100);
         assert_eq!(found.septic_stays_past_cut, 40);
         let sentence = found.limitation();
-        assert!(sentence.contains("1000 of 1000 stays without sepsis end by hour 59"));
+        assert!(sentence.contains("1,000 of 1,000 stays without sepsis end by hour 59"));
         assert!(sentence.contains("40 of 100 septic stays"));
     }
 
