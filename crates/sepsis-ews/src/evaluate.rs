@@ -216,8 +216,66 @@ struct AlertCounts {
     utility: UtilityScore,
 }
 
+/// One stay's alerts, the parts of the cohort's alert measures that each
+/// stay adds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StayAlerts {
+    /// Times the alert switched on.
+    pub switch_ons: usize,
+    pub alerted: bool,
+    pub utility: UtilityScore,
+    pub septic: bool,
+    /// For a septic stay alerted within the warning horizon before onset,
+    /// the hours from that alert's switch-on to onset.
+    pub lead_hours: Option<f64>,
+}
+
+impl Cohort {
+    /// Returns each stay's alerts, given the alert state of every row.
+    pub(crate) fn stay_alerts<'a>(
+        &'a self,
+        alerts: &'a [bool],
+    ) -> impl Iterator<Item = StayAlerts> + 'a {
+        let params = UtilityParams::default();
+        self.patients
+            .iter()
+            .zip(self.onsets())
+            .map(move |(range, onset)| {
+                let states = &alerts[range.clone()];
+                let hours = &self.hours[range.clone()];
+                let mut utility = UtilityScore::default();
+                utility.add_patient(&self.outcome[range.clone()], states, &params);
+                StayAlerts {
+                    switch_ons: states
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, on)| **on && (*i == 0 || !states[i - 1]))
+                        .count(),
+                    alerted: states.iter().any(|on| *on),
+                    utility,
+                    septic: onset.is_some(),
+                    lead_hours: onset.and_then(|onset| lead_hours(hours, states, onset)),
+                }
+            })
+    }
+}
+
+/// Returns the hours from the switch-on of the first alert that is on
+/// within the warning horizon before `onset` to onset, or `None`.
+fn lead_hours(hours: &[f64], states: &[bool], onset: f64) -> Option<f64> {
+    let mut start = hours
+        .iter()
+        .zip(states)
+        .position(|(hour, on)| *on && *hour <= onset && *hour >= onset - WARNING_HORIZON_HOURS)?;
+    // The warning began when that alert switched on, which may be before
+    // the horizon.
+    while start > 0 && states[start - 1] {
+        start -= 1;
+    }
+    Some(onset - hours[start])
+}
+
 fn count_alerts(cohort: &Cohort, alerts: &[bool]) -> AlertCounts {
-    let params = UtilityParams::default();
     let mut counts = AlertCounts {
         alerts: 0,
         alerted_patients: 0,
@@ -227,34 +285,18 @@ fn count_alerts(cohort: &Cohort, alerts: &[bool]) -> AlertCounts {
         lead_times: Vec::new(),
         utility: UtilityScore::default(),
     };
-    for (range, onset) in cohort.patients.iter().zip(cohort.onsets()) {
-        let states = &alerts[range.clone()];
-        let hours = &cohort.hours[range.clone()];
-        counts.alerts += states
-            .iter()
-            .enumerate()
-            .filter(|(i, on)| **on && (*i == 0 || !states[i - 1]))
-            .count();
-        let alerted = states.iter().any(|on| *on);
-        counts.alerted_patients += usize::from(alerted);
-        counts
-            .utility
-            .add_patient(&cohort.outcome[range.clone()], states, &params);
-        let Some(onset) = onset else { continue };
+    for stay in cohort.stay_alerts(alerts) {
+        counts.alerts += stay.switch_ons;
+        counts.alerted_patients += usize::from(stay.alerted);
+        counts.utility.add(&stay.utility, 1.0);
+        if !stay.septic {
+            continue;
+        }
         counts.septic_patients += 1;
-        counts.alerted_septic_patients += usize::from(alerted);
-        let first_in_time = hours
-            .iter()
-            .zip(states)
-            .position(|(hour, on)| *on && *hour <= onset && *hour >= onset - WARNING_HORIZON_HOURS);
-        if let Some(mut start) = first_in_time {
-            // The warning began when that alert switched on, which may be
-            // before the horizon.
-            while start > 0 && states[start - 1] {
-                start -= 1;
-            }
+        counts.alerted_septic_patients += usize::from(stay.alerted);
+        if let Some(lead) = stay.lead_hours {
             counts.septic_alerted_in_time += 1;
-            counts.lead_times.push(onset - hours[start]);
+            counts.lead_times.push(lead);
         }
     }
     counts

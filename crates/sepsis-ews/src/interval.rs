@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::GateMetric;
-use crate::evaluate::{alert_outcome, evaluate, AlertRule, Cohort, Evaluation};
-use crate::utility::{UtilityParams, UtilityScore};
+use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation, StayAlerts};
+use crate::utility::UtilityScore;
 
 /// Resamples per interval.
 pub const RESAMPLES: usize = 1000;
@@ -240,52 +240,29 @@ pub(crate) fn thousands(count: usize) -> String {
 /// Each patient's part of the alert measures, computed once for all
 /// resamples.
 struct Stays {
-    utilities: Vec<UtilityScore>,
-    alerts: Vec<f64>,
+    alerts: Vec<StayAlerts>,
     rows: Vec<f64>,
-    /// For a septic patient, whether an alert was on in time; `None` for
-    /// the others.
-    in_time: Vec<Option<bool>>,
 }
 
 impl Stays {
     fn of(cohort: &Cohort, scores: &[f64], rule: AlertRule) -> Stays {
         let states = cohort.alert_states(scores, rule);
-        let params = UtilityParams::default();
-        let mut stays = Stays {
-            utilities: Vec::with_capacity(cohort.patients.len()),
-            alerts: Vec::with_capacity(cohort.patients.len()),
-            rows: Vec::with_capacity(cohort.patients.len()),
-            in_time: Vec::with_capacity(cohort.patients.len()),
-        };
-        for range in &cohort.patients {
-            let on = &states[range.clone()];
-            let mut utility = UtilityScore::default();
-            utility.add_patient(&cohort.outcome[range.clone()], on, &params);
-            stays.utilities.push(utility);
-            let switch_ons = (0..on.len())
-                .filter(|&i| on[i] && (i == 0 || !on[i - 1]))
-                .count();
-            stays.alerts.push(switch_ons as f64);
-            stays.rows.push(range.len() as f64);
-            let alone = Cohort {
-                labels: cohort.labels[range.clone()].to_vec(),
-                outcome: cohort.outcome[range.clone()].to_vec(),
-                hours: cohort.hours[range.clone()].to_vec(),
-                patients: std::iter::once(0..range.len()).collect(),
-            };
-            let share = alert_outcome(&alone, &scores[range.clone()], rule).alerted_in_time_share;
-            stays.in_time.push(share.map(|share| share > 0.5));
+        Stays {
+            alerts: cohort.stay_alerts(&states).collect(),
+            rows: cohort.patients.iter().map(|r| r.len() as f64).collect(),
         }
-        stays
     }
 
     fn alerted_in_time_share(&self, draws: &[f64]) -> Option<f64> {
         let (mut septic, mut in_time) = (0.0, 0.0);
-        for (flag, &times) in self.in_time.iter().zip(draws) {
-            if let Some(alerted) = flag {
+        for (stay, &times) in self.alerts.iter().zip(draws) {
+            if stay.septic {
                 septic += times;
-                in_time += if *alerted { times } else { 0.0 };
+                in_time += if stay.lead_hours.is_some() {
+                    times
+                } else {
+                    0.0
+                };
             }
         }
         (septic > 0.0).then(|| in_time / septic)
@@ -293,18 +270,21 @@ impl Stays {
 
     fn utility(&self, draws: &[f64]) -> Option<f64> {
         let mut total = UtilityScore::default();
-        for (utility, &times) in self.utilities.iter().zip(draws) {
-            total.observed += times * utility.observed;
-            total.best += times * utility.best;
-            total.inaction += times * utility.inaction;
+        for (stay, &times) in self.alerts.iter().zip(draws) {
+            total.add(&stay.utility, times);
         }
         total.normalized()
     }
 
     fn alerts_per_patient_day(&self, draws: &[f64]) -> Option<f64> {
-        let weighted = |values: &[f64]| values.iter().zip(draws).map(|(v, d)| v * d).sum::<f64>();
-        let days = weighted(&self.rows) / 24.0;
-        (days > 0.0).then(|| weighted(&self.alerts) / days)
+        let days = self.rows.iter().zip(draws).map(|(r, d)| r * d).sum::<f64>() / 24.0;
+        let alerts = self
+            .alerts
+            .iter()
+            .zip(draws)
+            .map(|(stay, d)| stay.switch_ons as f64 * d)
+            .sum::<f64>();
+        (days > 0.0).then(|| alerts / days)
     }
 }
 

@@ -202,6 +202,14 @@ impl UtilityScore {
         self.inaction += patient_utility(sepsis_labels, &no_alarms, params);
     }
 
+    /// Adds `times` copies of another set of totals, for example one
+    /// patient's, to these totals.
+    pub fn add(&mut self, other: &UtilityScore, times: f64) {
+        self.observed += times * other.observed;
+        self.best += times * other.best;
+        self.inaction += times * other.inaction;
+    }
+
     /// Computes the normalised utility, `(observed − inaction) / (best − inaction)`.
     ///
     /// This is 1 for the best predictions and 0 for no alarms, and it is
