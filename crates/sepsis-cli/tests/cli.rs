@@ -1171,8 +1171,8 @@ fn gate_keeps_production_on_tie() {
         serde_json::from_slice(&std::fs::read(stored).unwrap()).unwrap();
     assert_eq!(&stored, gate);
 
-    // The gate scores production and then the candidate; the log names the
-    // run each scoring step measured.
+    // The gate scores production and then the candidate, and the log names
+    // the run that each scoring step measured.
     let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
         .unwrap()
         .flatten()

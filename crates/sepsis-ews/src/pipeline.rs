@@ -591,7 +591,7 @@ async fn score_validation(
     intervals: bool,
 ) -> Result<ValidationScores, PipelineError> {
     let data = run_data(ctx, &model.sidecar).await?;
-    // The gate scores two models in turn; the span names the run of each.
+    // The gate scores two models in turn, so the span names the run of each.
     let span = tracing::info_span!("score_validation", run_id = %model.sidecar.run_id);
     let work = async {
         let scored = tokio::task::spawn_blocking(move || {

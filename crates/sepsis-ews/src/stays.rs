@@ -1,13 +1,14 @@
 //! A check of how long the training stays last, septic and not.
 //!
-//! The model sees the hours in the ICU and the measurement counts, which
-//! grow with them. When the records of patients without sepsis all end
-//! early and many septic records go on, every late hour in the training data
-//! is a septic patient's, and the model learns that a long stay means sepsis.
-//! PhysioNet 2019 training set A is cut this way: its records of patients
-//! without sepsis end by hour 60. A hospital whose records are not cut so
-//! would get high scores, and alerts, for every long stay. The check finds
-//! the pattern in any training data and the model card states it.
+//! The model's inputs include the hours in the ICU and the measurement
+//! counts, which grow with them. When the records of patients without
+//! sepsis all end early and many septic records go on, every late hour in
+//! the training data is a septic patient's, and the model learns that a
+//! long stay means sepsis. PhysioNet 2019 training set A is cut this way:
+//! all but 6 of its 18,546 records of patients without sepsis last at most
+//! 60 hours. At a hospital whose records are not cut so, every long stay
+//! would get high scores and alerts. The check finds the pattern in any
+//! training data, and the model card states it.
 
 use crate::interval::thousands;
 use crate::train::PatientSet;
@@ -16,7 +17,7 @@ use crate::train::PatientSet;
 const OTHER_STAYS_QUANTILE: f64 = 0.999;
 /// More septic stays than this share ending after the cut make a limitation.
 const SEPTIC_SHARE_PAST_CUT: f64 = 0.05;
-/// Fewer stays of either kind than these give no verdict.
+/// Fewer stays of either kind than these give no result.
 const MIN_OTHER_STAYS: usize = 100;
 const MIN_SEPTIC_STAYS: usize = 20;
 
@@ -36,13 +37,13 @@ impl LateSepticStays {
     /// Returns the model card's sentence about these stays.
     pub fn limitation(&self) -> String {
         format!(
-            "In the training data, {kept} of {others} stays without sepsis end by hour {cut}, \
+            "In the training data, {within} of {others} stays without sepsis end by hour {cut}, \
              while {late} of {septic} septic stays go on past it. After hour {cut} the model \
              has seen almost only septic patients, so it scores a long stay as sepsis. At a \
              hospital where patients without sepsis stay longer, it will score and alert them \
              too high: measure the alerts per patient-day there with `sepsis evaluate --data` \
              before use.",
-            kept = thousands(self.other_stays - self.other_stays_past_cut),
+            within = thousands(self.other_stays - self.other_stays_past_cut),
             others = thousands(self.other_stays),
             cut = self.cut_hour,
             late = thousands(self.septic_stays_past_cut),
@@ -97,7 +98,7 @@ pub fn late_septic_stays(sets: &[&PatientSet]) -> Option<LateSepticStays> {
 mod tests {
     use super::*;
 
-    /// Builds stays of the given lengths in hours, from hour 1; a septic
+    /// Builds stays of the given lengths in hours, from hour 1. A septic
     /// stay has the outcome in its last row.
     fn stays(lengths: &[(usize, bool)]) -> PatientSet {
         let mut set = PatientSet::default();
@@ -151,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn quantile_cut_passes_over_one_long_stay_without_sepsis() {
+    fn cut_ignores_one_long_other_stay() {
         // The cut is a quantile, so a few long stays without sepsis do not
         // move it past the septic ones.
         let mut all = lengths(1000, false, |i| 8 + i % 52);
