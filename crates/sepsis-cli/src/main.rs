@@ -13,10 +13,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sepsis_ews::config::{parse_override, Config, ConfigSources, LogFormat};
 use sepsis_ews::evaluate::Evaluation;
-use sepsis_ews::experiment::run_pipeline_tracked;
+use sepsis_ews::experiment::{self, run_pipeline_tracked, ChampionAlias};
 use sepsis_ews::pipeline::{self, Context, PipelineOutcome};
 use sepsis_ews::policy::{number, percent, BaselineResult};
-use sepsis_ews::registry::{parse_version, Registry};
+use sepsis_ews::registry::{parse_version, Production, Registry};
 use sepsis_ews::scoring::{self, ScoringModel};
 use sepsis_ews::tracking::TrackingSettings;
 
@@ -399,7 +399,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
             })?;
         }
         Command::Registry { command } => registry_command(&ctx, command, json).await?,
-        Command::Runs { command } => runs::run(command, &ctx.store, json).await?,
+        Command::Runs { command } => runs::run(command, &ctx.store, &ctx.registry(), json).await?,
         Command::Serve { addr } => serve(&cli.global, &ctx, addr).await?,
         Command::Predict { data, out, model } => {
             check_output(&data, &out)?;
@@ -599,34 +599,80 @@ async fn registry_command(
             reason,
         } => {
             let wanted = parse_version(&version)?;
+            let settings = TrackingSettings::from_env()?;
             let current = registry.production().await?.map(|p| p.version);
             let production = registry.promote(wanted, current, &reason).await?;
-            report(json, &production, || {
-                format!(
-                    "v{} of {} is production{}",
-                    production.version,
-                    registry.model_name(),
-                    match current {
-                        Some(previous) => format!(" (was v{previous})"),
-                        None => String::new(),
-                    }
-                )
-            })?;
+            let champion = follow_production(&settings, ctx, &registry).await;
+            let headline = format!(
+                "v{} of {} is production{}",
+                production.version,
+                registry.model_name(),
+                match current {
+                    Some(previous) => format!(" (was v{previous})"),
+                    None => String::new(),
+                }
+            );
+            report_pointer(json, &production, &champion, headline)?;
         }
         RegistryCommand::Rollback { reason } => {
+            let settings = TrackingSettings::from_env()?;
             let before = registry.production().await?.map(|p| p.version);
             let production = registry.rollback(&reason).await?;
-            report(json, &production, || {
-                format!(
-                    "rolled back {} to v{} (was v{})",
-                    registry.model_name(),
-                    production.version,
-                    before.unwrap_or_default()
-                )
-            })?;
+            let champion = follow_production(&settings, ctx, &registry).await;
+            let headline = format!(
+                "rolled back {} to v{} (was v{})",
+                registry.model_name(),
+                production.version,
+                before.unwrap_or_default()
+            );
+            report_pointer(json, &production, &champion, headline)?;
         }
     }
     Ok(())
+}
+
+/// Moves MLflow's alias `champion` after the production pointer moved. The
+/// pointer is the decision, so a failure here is reported, not returned.
+async fn follow_production(
+    settings: &TrackingSettings,
+    ctx: &Context,
+    registry: &Registry,
+) -> Result<ChampionAlias, String> {
+    experiment::align_champion(settings, &ctx.store, registry)
+        .await
+        .map_err(|error| format!("{:#}", anyhow::Error::new(error)))
+}
+
+/// Prints the new production pointer and where MLflow's alias now points:
+/// with `json`, the pointer's record with the field `mlflow_champion` added.
+fn report_pointer(
+    json: bool,
+    production: &Production,
+    champion: &Result<ChampionAlias, String>,
+    headline: String,
+) -> anyhow::Result<()> {
+    let warning = |error: &str| {
+        format!("MLflow: the alias was not moved ({error}); `sepsis runs sync` tries again")
+    };
+    if let Err(error) = champion {
+        tracing::warn!(error = error.as_str(), "the MLflow alias was not moved");
+    }
+    if json {
+        let mut value = serde_json::to_value(production).expect("the pointer serialises");
+        value["mlflow_champion"] = match champion {
+            Ok(alias) => serde_json::to_value(alias).expect("the alias outcome serialises"),
+            Err(error) => serde_json::json!({ "state": "failed", "error": error }),
+        };
+        return print_json(&value);
+    }
+    let line = match champion {
+        Ok(alias) => alias.summary(),
+        Err(error) => Some(warning(error)),
+    };
+    match line {
+        Some(line) => print_text(&format!("{headline}\n{line}")),
+        None => print_text(&headline),
+    }
 }
 
 /// Rejects an `--out` that names the input `data`, one of its `.psv` files

@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use sepsis_ews::experiment::{self, ChampionAlias};
+use sepsis_ews::registry::Registry;
 use sepsis_ews::storage::Store;
-use sepsis_ews::tracking::{self, RunRecord, SyncReport, TrackingSettings};
+use sepsis_ews::tracking::{self, AliasOutcome, RunRecord, SyncReport, TrackingSettings};
 use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +25,7 @@ pub enum RunsCommand {
     ///
     /// Credentials come from MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD,
     /// or MLFLOW_TRACKING_TOKEN. Running it again is safe: synced runs are skipped.
+    /// Then the alias `champion` is moved to the registry's production version.
     Sync,
 }
 
@@ -60,7 +63,12 @@ impl<'a> RunSummary<'a> {
 
 /// Runs a `sepsis runs` subcommand and prints its result: a table or text,
 /// or with `json` one JSON value on stdout.
-pub async fn run(command: RunsCommand, store: &Store, json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    command: RunsCommand,
+    store: &Store,
+    registry: &Registry,
+    json: bool,
+) -> anyhow::Result<()> {
     match command {
         RunsCommand::List => {
             let runs = tracking::list_runs(store)
@@ -84,16 +92,36 @@ pub async fn run(command: RunsCommand, store: &Store, json: bool) -> anyhow::Res
         RunsCommand::Sync => {
             let settings = TrackingSettings::from_env()?;
             let report = tracking::sync(&settings, store).await?;
+            // Runs sent now may include the production model's, and a pointer
+            // moved while the server was away has to reach the alias.
+            let champion = experiment::align_champion(&settings, store, registry)
+                .await
+                .context("aligning MLflow's alias with the production version failed")?;
             if json {
-                print_json(&report)?;
+                let mut value = serde_json::to_value(&report).expect("the sync report serialises");
+                value["mlflow_champion"] =
+                    serde_json::to_value(&champion).expect("the alias outcome serialises");
+                print_json(&value)?;
             } else {
-                print_text(&describe_sync(&report))?;
+                let mut text = describe_sync(&report);
+                if let Some(line) = champion.summary() {
+                    text.push('\n');
+                    text.push_str(&line);
+                }
+                print_text(&text)?;
             }
             if !report.failed.is_empty() {
                 anyhow::bail!(
                     "{} run(s) could not be synced; they stay pending for the next sync",
                     report.failed.len()
                 );
+            }
+            if let ChampionAlias::Production {
+                mlflow: AliasOutcome::Failed { error, .. },
+                ..
+            } = &champion
+            {
+                anyhow::bail!("MLflow's alias could not be aligned with production: {error}");
             }
             Ok(())
         }

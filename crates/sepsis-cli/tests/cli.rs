@@ -1368,55 +1368,28 @@ fn failure_leaves_production_unchanged() {
 /// alias `champion` on the promoted model. `scripts/test` starts the server.
 #[test]
 fn pipeline_run_is_tracked_in_mlflow() {
-    let uri = std::env::var("SEPSIS_TEST_MLFLOW_URI").expect(
-        "SEPSIS_TEST_MLFLOW_URI is not set: run the tests through scripts/test, \
-         which starts a local MLflow server",
-    );
-    let python = std::env::var("SEPSIS_TEST_PYTHON")
-        .expect("SEPSIS_TEST_PYTHON is not set: run the tests through scripts/test");
+    let (uri, python) = mlflow_test_server();
     let dir = tempfile::tempdir().unwrap();
-    let unique = dir
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('.', "-");
+    let unique = unique_name(dir.path());
     let experiment = format!("cli-{unique}");
     let model = format!("sepsis-cli-{unique}");
     let sample = sample();
-    let output = Command::new(env!("CARGO_BIN_EXE_sepsis"))
-        .current_dir(dir.path())
-        .args(["pipeline", "--data", sample.to_str().unwrap(), "--json"])
-        .args(["--set", &format!("registry.model_name={model}")])
-        .arg("--store")
-        .arg(dir.path().join("store"))
-        .env("SEPSIS__LOGGING__DIR", dir.path().join("logs"))
-        .env("SEPSIS__TRAINING__NUM_THREADS", "1")
-        .env("MLFLOW_TRACKING_URI", &uri)
-        .env("MLFLOW_EXPERIMENT_NAME", &experiment)
-        .env_remove("MLFLOW_TRACKING_USERNAME")
-        .env_remove("MLFLOW_TRACKING_PASSWORD")
-        .env_remove("MLFLOW_TRACKING_TOKEN")
-        .output()
-        .unwrap();
-    let outcome = stdout_json(&output);
+    let model_setting = format!("registry.model_name={model}");
+    let args = [
+        "pipeline",
+        "--data",
+        sample.to_str().unwrap(),
+        "--json",
+        "--set",
+        &model_setting,
+    ];
+    let outcome = stdout_json(&sepsis_tracked(dir.path(), &args, &uri, &experiment));
     let tracking = &outcome["tracking"];
     assert_eq!(tracking["state"], "recorded", "{tracking}");
     assert_eq!(tracking["outcome"], "logged", "{tracking}");
     let run_id = tracking["mlflow_run_id"].as_str().unwrap();
 
-    let checked = Command::new(python)
-        .arg(repo_path("scripts/check_mlflow.py"))
-        .args([run_id, "--model", &model])
-        .env("MLFLOW_TRACKING_URI", &uri)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "check_mlflow.py failed: {}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let read = check_mlflow(&python, &uri, run_id, &model);
     let run = &read["run"];
     assert_eq!(run["status"], "FINISHED");
     assert_eq!(run["params"]["training.num_leaves"], "15");
@@ -1462,4 +1435,221 @@ fn pipeline_run_is_tracked_in_mlflow() {
     assert_eq!(champion["run_id"], run_id);
     assert_eq!(champion["version"], "1");
     assert!(champion["files"]["model.txt"].is_string(), "{champion}");
+}
+
+/// Returns the address of the MLflow server and the Python that `scripts/test`
+/// provide.
+fn mlflow_test_server() -> (String, String) {
+    let uri = std::env::var("SEPSIS_TEST_MLFLOW_URI").expect(
+        "SEPSIS_TEST_MLFLOW_URI is not set: run the tests through scripts/test, \
+         which starts a local MLflow server",
+    );
+    let python = std::env::var("SEPSIS_TEST_PYTHON")
+        .expect("SEPSIS_TEST_PYTHON is not set: run the tests through scripts/test");
+    (uri, python)
+}
+
+/// Returns a name part unique to the temporary folder `dir`, so tests that
+/// share one MLflow server never share an experiment or a model.
+fn unique_name(dir: &Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().replace('.', "-")
+}
+
+/// Runs `sepsis` as [`sepsis`] does, but tracked on the MLflow server `uri`.
+fn sepsis_tracked(dir: &Path, args: &[&str], uri: &str, experiment: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sepsis"))
+        .current_dir(dir)
+        .args(args)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .env("SEPSIS__LOGGING__DIR", dir.join("logs"))
+        .env("SEPSIS__TRAINING__NUM_THREADS", "1")
+        .env_remove("RUST_LOG")
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_EXPERIMENT_NAME", experiment)
+        .env_remove("MLFLOW_TRACKING_USERNAME")
+        .env_remove("MLFLOW_TRACKING_PASSWORD")
+        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .output()
+        .expect("the sepsis binary starts")
+}
+
+/// Runs Python with `args` against the MLflow server `uri` and parses the
+/// JSON it prints.
+fn python_json(python: &str, uri: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(python)
+        .args(args)
+        .env("MLFLOW_TRACKING_URI", uri)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Reads a run and the model `model@champion` with `scripts/check_mlflow.py`.
+fn check_mlflow(python: &str, uri: &str, run_id: &str, model: &str) -> serde_json::Value {
+    let script = repo_path("scripts/check_mlflow.py");
+    python_json(
+        python,
+        uri,
+        &[script.to_str().unwrap(), run_id, "--model", model],
+    )
+}
+
+/// Reads the aliases of a registered model with MLflow's Python client.
+fn mlflow_aliases(python: &str, uri: &str, model: &str) -> serde_json::Value {
+    let code = "import json, sys\n\
+                from mlflow import MlflowClient\n\
+                print(json.dumps(MlflowClient().get_registered_model(sys.argv[1]).aliases))";
+    python_json(python, uri, &["-c", code, model])
+}
+
+/// Moving production by hand moves MLflow's alias `champion` with it. A
+/// promotion to a version that the gate held back registers that version's
+/// run in MLflow and points the alias there, a rollback points it back,
+/// and a version whose run never reached the server removes the alias.
+/// Read back with MLflow's Python client from the server that `scripts/test`
+/// starts.
+#[test]
+fn manual_promotion_moves_mlflow_alias() {
+    let (uri, python) = mlflow_test_server();
+    let dir = tempfile::tempdir().unwrap();
+    let unique = unique_name(dir.path());
+    let experiment = format!("alias-{unique}");
+    let model = format!("sepsis-alias-{unique}");
+    let model_setting = format!("registry.model_name={model}");
+    let sample = sample();
+    let pipeline = [
+        "pipeline",
+        "--data",
+        sample.to_str().unwrap(),
+        "--json",
+        "--set",
+        &model_setting,
+    ];
+    let tracked = |args: &[&str]| stdout_json(&sepsis_tracked(dir.path(), args, &uri, &experiment));
+
+    let first = tracked(&pipeline);
+    assert_eq!(first["gate"]["promoted"], true, "{}", first["gate"]);
+    let first_run = first["tracking"]["mlflow_run_id"].as_str().unwrap();
+    // The same data and settings give the same model, which the gate does
+    // not promote: production stays v1 and the alias stays on its model.
+    let second = tracked(&pipeline);
+    assert_eq!(second["registry_version"], 2);
+    assert_eq!(second["gate"]["promoted"], false, "{}", second["gate"]);
+    let second_run = second["tracking"]["mlflow_run_id"].as_str().unwrap();
+    assert_eq!(
+        mlflow_aliases(&python, &uri, &model),
+        serde_json::json!({"champion": "1"})
+    );
+
+    let registry = |args: &[&str]| {
+        let mut all = vec!["registry"];
+        all.extend_from_slice(args);
+        all.extend(["--json", "--set", &model_setting]);
+        tracked(&all)
+    };
+    let promoted = registry(&["promote", "2"]);
+    assert_eq!(promoted["version"], 2);
+    let alias = &promoted["mlflow_champion"];
+    assert_eq!(alias["registry_version"], 2, "{alias}");
+    assert_eq!(alias["mlflow"]["state"], "set", "{alias}");
+    assert_eq!(alias["mlflow"]["mlflow_run_id"], second_run, "{alias}");
+    assert_eq!(alias["mlflow"]["version"], "2", "{alias}");
+    assert_eq!(
+        mlflow_aliases(&python, &uri, &model),
+        serde_json::json!({"champion": "2"})
+    );
+    let read = check_mlflow(&python, &uri, second_run, &model);
+    assert_eq!(read["model"]["run_id"], second_run);
+    assert!(read["model"]["files"]["model.txt"].is_string(), "{read}");
+
+    let rolled_back = registry(&["rollback"]);
+    assert_eq!(rolled_back["version"], 1);
+    let alias = &rolled_back["mlflow_champion"]["mlflow"];
+    assert_eq!(alias["mlflow_run_id"], first_run, "{alias}");
+    assert_eq!(alias["version"], "1", "{alias}");
+    assert_eq!(
+        mlflow_aliases(&python, &uri, &model),
+        serde_json::json!({"champion": "1"})
+    );
+
+    // A run without MLFLOW_TRACKING_URI stays in the local run store, so
+    // MLflow has no model for v3, and the alias must not name another one.
+    let third = stdout_json(&sepsis(dir.path(), &pipeline));
+    assert_eq!(third["registry_version"], 3);
+    let promoted = registry(&["promote", "3"]);
+    let alias = &promoted["mlflow_champion"]["mlflow"];
+    assert_eq!(alias["state"], "removed", "{alias}");
+    assert!(
+        alias["reason"]
+            .as_str()
+            .unwrap()
+            .contains("was recorded without a tracking server"),
+        "{alias}"
+    );
+    assert_eq!(mlflow_aliases(&python, &uri, &model), serde_json::json!({}));
+    // A sync aligns the alias as well, and removing it again is no error.
+    let synced = tracked(&["runs", "sync", "--json", "--set", &model_setting]);
+    assert_eq!(
+        synced["mlflow_champion"]["mlflow"]["state"], "removed",
+        "{synced}"
+    );
+
+    // The text output names the alias too.
+    let output = sepsis_tracked(
+        dir.path(),
+        &["registry", "rollback", "--set", &model_setting],
+        &uri,
+        &experiment,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!("rolled back {model} to v1 (was v3)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "MLflow: {model}@champion is version 1, the model of run {first_run}"
+        )),
+        "{text}"
+    );
+
+    // With the server away, the pointer still moves and the command reports
+    // that the alias did not move; the next sync moves it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let away = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let output = sepsis_tracked(
+        dir.path(),
+        &["registry", "promote", "2", "--set", &model_setting],
+        &away,
+        &experiment,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!("v2 of {model} is production (was v1)")),
+        "{text}"
+    );
+    assert!(text.contains("NOT moved to registry v2"), "{text}");
+    assert!(text.contains("`sepsis runs sync` tries again"), "{text}");
+    assert_eq!(
+        mlflow_aliases(&python, &uri, &model),
+        serde_json::json!({"champion": "1"})
+    );
+    let synced = tracked(&["runs", "sync", "--json", "--set", &model_setting]);
+    assert_eq!(
+        synced["mlflow_champion"]["mlflow"]["state"], "set",
+        "{synced}"
+    );
+    assert_eq!(
+        mlflow_aliases(&python, &uri, &model),
+        serde_json::json!({"champion": "2"})
+    );
 }

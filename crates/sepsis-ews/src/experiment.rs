@@ -2,7 +2,8 @@
 //! params, every validation measure as metrics, the data, feature and code
 //! versions and the gate's decision as tags, and the model, report, validation
 //! report and model card as artifacts. A promoted model is registered in
-//! MLflow with the alias `champion`.
+//! MLflow with the alias `champion`, and [`align_champion`] moves that alias
+//! whenever production changes in another way.
 //!
 //! Tracking never fails the pipeline. A server outage leaves the run in the
 //! local run store for `sepsis runs sync`, and even a failing local run store
@@ -16,10 +17,17 @@ use serde_json::Value;
 
 use crate::drift::DRIFT_REFERENCE_FILE;
 use crate::pipeline::{self, Context, PipelineError, PipelineOutcome};
+use crate::registry::{Registry, RegistryError};
 use crate::scoring;
-use crate::storage::Area;
-use crate::tracking::{RunStatus, TrackedRun, Tracker, TrackingOutcome, TrackingSettings};
+use crate::storage::{Area, Store};
+use crate::tracking::{
+    point_alias, AliasOutcome, RunStatus, TrackedRun, Tracker, TrackingOutcome, TrackingSettings,
+    CHAMPION_ALIAS,
+};
 use crate::validate;
+
+/// Tag that names the pipeline run, and so the registry version made from it.
+pub const RUN_ID_TAG: &str = "sepsis.run_id";
 
 /// The configuration sections logged as params.
 const PARAM_SECTIONS: [&str; 6] = ["split", "features", "training", "alert", "registry", "data"];
@@ -92,6 +100,103 @@ pub async fn run_pipeline_tracked(
     (outcome, report)
 }
 
+/// The state of MLflow's alias `champion` after [`align_champion`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ChampionAlias {
+    /// No tracking server is set.
+    NotConfigured,
+    /// The registry has no production version, so the alias was left alone.
+    NoProduction,
+    /// The alias was aligned with production, or removed, or could not be.
+    Production {
+        registry_version: u32,
+        mlflow: AliasOutcome,
+    },
+}
+
+impl ChampionAlias {
+    /// Describes the alias in one line, or `None` when nothing was sent.
+    pub fn summary(&self) -> Option<String> {
+        let ChampionAlias::Production {
+            registry_version,
+            mlflow,
+        } = self
+        else {
+            return None;
+        };
+        Some(match mlflow {
+            AliasOutcome::NotConfigured => return None,
+            AliasOutcome::Set {
+                model,
+                alias,
+                version,
+                mlflow_run_id,
+                ..
+            } => format!(
+                "MLflow: {model}@{alias} is version {version}, the model of run {mlflow_run_id} \
+                 (registry v{registry_version})"
+            ),
+            AliasOutcome::Removed {
+                model,
+                alias,
+                reason,
+            } => format!(
+                "MLflow: {model}@{alias} removed: registry v{registry_version} has no model \
+                 there ({reason})"
+            ),
+            AliasOutcome::Failed {
+                model,
+                alias,
+                error,
+            } => format!(
+                "MLflow: {model}@{alias} NOT moved to registry v{registry_version} ({error}); \
+                 `sepsis runs sync` tries again"
+            ),
+        })
+    }
+}
+
+/// Failure of [`align_champion`] outside the tracking server.
+#[derive(Debug, thiserror::Error)]
+pub enum ChampionError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Tracking(#[from] crate::tracking::TrackingError),
+}
+
+/// Points MLflow's alias `champion` of the registry's model at the
+/// production version: at the model of the tracked pipeline run that stored
+/// that version. The registry decides what production is, and the alias
+/// follows it, so this runs after every change of the pointer by hand and
+/// after `sepsis runs sync`.
+pub async fn align_champion(
+    settings: &TrackingSettings,
+    store: &Store,
+    registry: &Registry,
+) -> Result<ChampionAlias, ChampionError> {
+    if settings.tracking_uri().is_none() {
+        return Ok(ChampionAlias::NotConfigured);
+    }
+    let Some(production) = registry.production().await? else {
+        return Ok(ChampionAlias::NoProduction);
+    };
+    let version = registry.version(production.version).await?;
+    let mlflow = point_alias(
+        settings,
+        store,
+        (RUN_ID_TAG, &version.run_id),
+        registry.model_name(),
+        CHAMPION_ALIAS,
+    )
+    .await?;
+    Ok(ChampionAlias::Production {
+        registry_version: production.version,
+        mlflow,
+    })
+}
+
 async fn finish(
     ctx: &Context,
     mut run: TrackedRun,
@@ -139,7 +244,7 @@ async fn finish(
     run.log_metrics(&metrics);
 
     run.set_tags(&[
-        ("sepsis.run_id", outcome.run_id.clone()),
+        (RUN_ID_TAG, outcome.run_id.clone()),
         ("sepsis.data_digest", outcome.data_digest.clone()),
         ("sepsis.feature_version", outcome.feature_version.clone()),
         (

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alias;
 mod client;
 mod limits;
 mod push;
@@ -47,6 +48,7 @@ use crate::storage::{StorageError, Store};
 use client::{ApiError, MlflowClient};
 use push::PushError;
 
+pub use alias::{point_alias, AliasOutcome};
 pub use limits::{
     sanitize_key, MAX_ENTITIES_PER_BATCH, MAX_KEY_CHARS, MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH, MAX_PARAM_VALUE_CHARS, MAX_TAGS_PER_BATCH, MAX_TAG_VALUE_CHARS,

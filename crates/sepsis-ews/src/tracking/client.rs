@@ -320,6 +320,34 @@ impl MlflowClient {
         Ok(())
     }
 
+    /// Removes `alias` from a registered model. An alias or model that does
+    /// not exist counts as removed.
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), ApiError> {
+        let endpoint = "registered-models/alias";
+        let segments: Vec<&str> = ["api", "2.0", "mlflow"]
+            .into_iter()
+            .chain(endpoint.split('/'))
+            .collect();
+        // The server reads the parameters of this DELETE from a JSON body,
+        // not from the query.
+        let body = json!({ "name": name, "alias": alias }).to_string();
+        let deleted = self
+            .send(
+                Method::DELETE,
+                self.api_url(&segments),
+                format!("DELETE /api/2.0/mlflow/{endpoint}"),
+                Some(Bytes::from(body)),
+                Some(HeaderValue::from_static("application/json")),
+                Repeat::Safe,
+            )
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(error) if error.error_code() == "RESOURCE_DOES_NOT_EXIST" => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     fn api_url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {

@@ -148,7 +148,7 @@ pub async fn push_completed(
 
 /// Registers the run's model and points the alias at the new version, if the
 /// record requests it. An earlier version made from the same run is reused.
-async fn register_model(
+pub(super) async fn register_model(
     client: &MlflowClient,
     store: &Store,
     record: &mut RunRecord,
