@@ -191,6 +191,13 @@ pub async fn align_champion(
         CHAMPION_ALIAS,
     )
     .await?;
+    if let AliasOutcome::Failed { error, .. } = &mlflow {
+        tracing::warn!(
+            registry_version = production.version,
+            error = error.as_str(),
+            "MLflow's alias champion was not moved"
+        );
+    }
     Ok(ChampionAlias::Production {
         registry_version: production.version,
         mlflow,
