@@ -1652,4 +1652,19 @@ fn manual_promotion_moves_mlflow_alias() {
         mlflow_aliases(&python, &uri, &model),
         serde_json::json!({"champion": "2"})
     );
+
+    // With the registered model deleted on the server, the next move
+    // registers production's model again rather than naming a version that
+    // is gone, or one that a new model gave to another run.
+    let delete = "import sys\n\
+                  from mlflow import MlflowClient\n\
+                  MlflowClient().delete_registered_model(sys.argv[1])\n\
+                  print('{}')";
+    python_json(&python, &uri, &["-c", delete, &model]);
+    let rolled_back = registry(&["rollback"]);
+    let alias = &rolled_back["mlflow_champion"]["mlflow"];
+    assert_eq!(alias["state"], "set", "{alias}");
+    assert_eq!(alias["mlflow_run_id"], first_run, "{alias}");
+    let read = check_mlflow(&python, &uri, first_run, &model);
+    assert_eq!(read["model"]["run_id"], first_run);
 }

@@ -116,17 +116,12 @@ pub async fn point_alias(
         artifact_path: MODEL_ARTIFACT_PATH.to_string(),
         alias: alias.to_string(),
     };
-    if record.model_registration.as_ref() != Some(&wanted) {
-        let same_model = record
-            .model_registration
-            .as_ref()
-            .is_some_and(|earlier| earlier.name == wanted.name);
-        if !same_model {
-            record.sync.model_version = None;
-        }
-        record.model_registration = Some(wanted);
-        record::save(store, &record).await?;
-    }
+    // The version noted in the record is not trusted: the registered model
+    // may have been deleted or made again on the server since, with the same
+    // numbers on other runs' models. Without it, the server is asked for the
+    // run's version, and one is created when there is none.
+    record.model_registration = Some(wanted);
+    record.sync.model_version = None;
     match push::register_model(&client, store, &mut record, &run_id, &artifact_uri).await {
         Ok(()) => Ok(AliasOutcome::Set {
             model: model.to_string(),
