@@ -188,20 +188,35 @@ EXPERIMENTS = {
     "top_240_features": ("label", False, {}, None, 240),
 }
 
-# name: (LightGBM parameters of the onset booster, and calibration). A factored experiment fits two boosters on
+# name: (LightGBM parameters of the onset booster, patients). A factored experiment fits two boosters on
 # the fit patients and scores with the sum of their log-probabilities, that is the product
 # P(the patient becomes septic) * P(the hour is labelled positive | the patient becomes
 # septic). The first booster is trained on every hour with the patient's outcome as its
 # label, and the second on the septic patients' hours alone, with `SepsisLabel`. The second
 # has to tell a septic patient's hours near onset from the same patient's earlier hours,
 # where the single booster ranks no better than chance.
-# With "and calibration" the boosters are fitted on the fit and calibration patients together,
-# 80 % of the patients, as cross-fitting's boosters together are.
+# "patients" says what the boosters are fitted on: "fit", the fit patients; "fit_and_calibration",
+# 80 % of the patients, as cross-fitting's boosters are together; or "cross_fit", one pair of
+# boosters per fold as the cross-fitting experiments do, with their scores averaged.
+SMALL_TREES = {"num_leaves": 7, "min_data_in_leaf": 200}
 FACTORED = {
-    "patient_and_onset": ({}, False),
-    "patient_and_onset_small_trees": ({"num_leaves": 7, "min_data_in_leaf": 200}, False),
-    "patient_and_onset_small_trees_80": ({"num_leaves": 7, "min_data_in_leaf": 200}, True),
+    "patient_and_onset": ({}, "fit"),
+    "patient_and_onset_small_trees": (SMALL_TREES, "fit"),
+    "patient_and_onset_small_trees_80": (SMALL_TREES, "fit_and_calibration"),
+    "patient_and_onset_small_trees_cross_fit": (SMALL_TREES, "cross_fit"),
 }
+
+
+def fold_of_rows(patient, septic, rest):
+    """Returns each row's fold: the fit and calibration patients are cut into FOLDS folds,
+    stratified, by a hash of the id. The validation patients' rows get -1."""
+    fold = {}
+    for stratum_septic in (True, False):
+        stratum = sorted((p for p in rest if septic[p] == stratum_septic),
+                         key=lambda p: (key("fold", p), p))
+        for i, p in enumerate(stratum):
+            fold[p] = i % FOLDS
+    return np.array([fold.get(p, -1) for p in patient])
 
 
 def log_sigmoid(raw):
@@ -248,15 +263,21 @@ def main():
     params = dict(DEFAULT_PARAMS, **extra)
 
     started = time.time()
+    fit = ~in_validation & ~np.isin(patient, list(calibration))
     if name in FACTORED:
-        onset_params, with_calibration = FACTORED[name]
-        fit = ~in_validation
-        if not with_calibration:
-            fit &= ~np.isin(patient, list(calibration))
-        scores = factored_scores(matrix, names, patient, outcome, septic, fit, in_validation,
-                                 onset_params)
+        onset_params, fitted_on = FACTORED[name]
+        if fitted_on == "cross_fit":
+            row_fold = fold_of_rows(patient, septic, rest)
+            scores = np.zeros(in_validation.sum())
+            for k in range(FOLDS):
+                rows = (row_fold >= 0) & (row_fold != k)
+                scores += factored_scores(matrix, names, patient, outcome, septic, rows,
+                                          in_validation, onset_params) / FOLDS
+        else:
+            rows = ~in_validation if fitted_on == "fit_and_calibration" else fit
+            scores = factored_scores(matrix, names, patient, outcome, septic, rows,
+                                     in_validation, onset_params)
     elif not cross_fit:
-        fit = ~in_validation & ~np.isin(patient, list(calibration))
         booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         if top is not None:
             keep = np.sort(np.argsort(-booster.feature_importance("gain"), kind="stable")[:top])
@@ -265,14 +286,7 @@ def main():
             booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         scores = booster.predict(matrix[in_validation], raw_score=True)
     else:
-        # Folds of the fit and calibration patients, stratified, by a hash of the id.
-        fold = {}
-        for stratum_septic in (True, False):
-            stratum = sorted((p for p in rest if septic[p] == stratum_septic),
-                             key=lambda p: (key("fold", p), p))
-            for i, p in enumerate(stratum):
-                fold[p] = i % FOLDS
-        row_fold = np.array([fold.get(p, -1) for p in patient])
+        row_fold = fold_of_rows(patient, septic, rest)
         scores = np.zeros(in_validation.sum())
         for k in range(FOLDS):
             rows = (row_fold >= 0) & (row_fold != k)
