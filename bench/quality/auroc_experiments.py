@@ -188,14 +188,14 @@ EXPERIMENTS = {
     "top_240_features": ("label", False, {}, None, 240),
 }
 
-# name: (LightGBM parameters of the onset booster, patients). A factored experiment fits two boosters on
-# the fit patients and scores with the sum of their log-probabilities, that is the product
+# name: (LightGBM parameters of the onset booster, patients). A factored experiment fits two
+# boosters and scores with the sum of their log-probabilities, that is the product
 # P(the patient becomes septic) * P(the hour is labelled positive | the patient becomes
 # septic). The first booster is trained on every hour with the patient's outcome as its
 # label, and the second on the septic patients' hours alone, with `SepsisLabel`. The second
 # has to tell a septic patient's hours near onset from the same patient's earlier hours,
 # where the single booster ranks no better than chance.
-# "patients" says what the boosters are fitted on: "fit", the fit patients; "fit_and_calibration",
+# "patients" names what the boosters are fitted on: "fit", the fit patients; "fit_and_calibration",
 # 80 % of the patients, as cross-fitting's boosters are together; or "cross_fit", one pair of
 # boosters per fold as the cross-fitting experiments do, with their scores averaged.
 SMALL_TREES = {"num_leaves": 7, "min_data_in_leaf": 200}
