@@ -195,9 +195,10 @@ EXPERIMENTS = {
 # label, and the second on the septic patients' hours alone, with `SepsisLabel`. The second
 # has to tell a septic patient's hours near onset from the same patient's earlier hours,
 # where the single booster ranks no better than chance.
-# "patients" names what the boosters are fitted on: "fit", the fit patients; "fit_and_calibration",
-# 80 % of the patients, as cross-fitting's boosters are together; or "cross_fit", one pair of
-# boosters per fold as the cross-fitting experiments do, with their scores averaged.
+# "patients" names what the boosters are fitted on. "fit" is the fit patients, and
+# "fit_and_calibration" is 80 % of the patients, as many as cross-fitting's boosters see
+# together. "cross_fit" fits one pair per fold, as the cross-fitting experiments do, and
+# averages their scores.
 SMALL_TREES = {"num_leaves": 7, "min_data_in_leaf": 200}
 FACTORED = {
     "patient_and_onset": ({}, "fit"),

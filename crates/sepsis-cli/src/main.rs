@@ -651,9 +651,6 @@ fn report_pointer(
     champion: &Result<ChampionAlias, String>,
     headline: String,
 ) -> anyhow::Result<()> {
-    let warning = |error: &str| {
-        format!("MLflow: the alias was not moved ({error}); `sepsis runs sync` tries again")
-    };
     if let Err(error) = champion {
         tracing::warn!(error = error.as_str(), "the MLflow alias was not moved");
     }
@@ -667,7 +664,9 @@ fn report_pointer(
     }
     let line = match champion {
         Ok(alias) => alias.summary(),
-        Err(error) => Some(warning(error)),
+        Err(error) => Some(format!(
+            "MLflow: the alias was not moved ({error}); `sepsis runs sync` tries again"
+        )),
     };
     match line {
         Some(line) => print_text(&format!("{headline}\n{line}")),

@@ -1547,11 +1547,21 @@ fn manual_promotion_moves_mlflow_alias() {
         serde_json::json!({"champion": "1"})
     );
 
-    let registry = |args: &[&str]| {
+    let registry_on = |args: &[&str], server: &str| {
         let mut all = vec!["registry"];
         all.extend_from_slice(args);
-        all.extend(["--json", "--set", &model_setting]);
-        tracked(&all)
+        all.extend(["--set", &model_setting]);
+        sepsis_tracked(dir.path(), &all, server, &experiment)
+    };
+    let registry = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        stdout_json(&registry_on(&all, &uri))
+    };
+    let registry_text = |args: &[&str], server: &str| {
+        let output = registry_on(args, server);
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let promoted = registry(&["promote", "2"]);
     assert_eq!(promoted["version"], 2);
@@ -1601,14 +1611,7 @@ fn manual_promotion_moves_mlflow_alias() {
     );
 
     // The text output names the alias too.
-    let output = sepsis_tracked(
-        dir.path(),
-        &["registry", "rollback", "--set", &model_setting],
-        &uri,
-        &experiment,
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = registry_text(&["rollback"], &uri);
     assert!(
         text.contains(&format!("rolled back {model} to v1 (was v3)")),
         "{text}"
@@ -1625,14 +1628,7 @@ fn manual_promotion_moves_mlflow_alias() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let away = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let output = sepsis_tracked(
-        dir.path(),
-        &["registry", "promote", "2", "--set", &model_setting],
-        &away,
-        &experiment,
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = registry_text(&["promote", "2"], &away);
     assert!(
         text.contains(&format!("v2 of {model} is production (was v1)")),
         "{text}"

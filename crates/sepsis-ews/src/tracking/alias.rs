@@ -81,7 +81,7 @@ pub async fn point_alias(
         alias: alias.to_string(),
         error,
     };
-    let mut record = match not_on_server(found, &client.tracking_uri(), tag) {
+    let mut record = match run_on_server(found, &client.tracking_uri(), tag) {
         Ok(record) => record,
         Err(reason) => {
             return Ok(match client.delete_alias(model, alias).await {
@@ -111,16 +111,15 @@ pub async fn point_alias(
             record.local_run_id
         )));
     };
-    let wanted = ModelRegistration {
+    record.model_registration = Some(ModelRegistration {
         name: model.to_string(),
         artifact_path: MODEL_ARTIFACT_PATH.to_string(),
         alias: alias.to_string(),
-    };
-    // The version noted in the record is not trusted: the registered model
-    // may have been deleted or made again on the server since, with the same
-    // numbers on other runs' models. Without it, the server is asked for the
-    // run's version, and one is created when there is none.
-    record.model_registration = Some(wanted);
+    });
+    // The version noted in the record is not trusted, because the registered
+    // model may have been deleted or created again since, with its numbers on
+    // other runs' models. Without it, the server is asked for the run's
+    // version, and one is created when there is none.
     record.sync.model_version = None;
     match push::register_model(&client, store, &mut record, &run_id, &artifact_uri).await {
         Ok(()) => Ok(AliasOutcome::Set {
@@ -136,7 +135,7 @@ pub async fn point_alias(
 }
 
 /// Returns the run when it is complete on `server`, else why it is not.
-fn not_on_server(
+fn run_on_server(
     found: Option<RunRecord>,
     server: &str,
     (key, value): (&str, &str),
@@ -176,7 +175,7 @@ mod tests {
     #[test]
     fn synced_run_on_server_is_used() {
         let found = record(SyncMode::Synced, Some(SERVER));
-        assert!(not_on_server(Some(found), SERVER, TAG).is_ok());
+        assert!(run_on_server(Some(found), SERVER, TAG).is_ok());
     }
 
     #[test]
@@ -200,7 +199,7 @@ mod tests {
             ),
         ];
         for (found, expected) in cases {
-            let reason = not_on_server(found, SERVER, TAG).unwrap_err();
+            let reason = run_on_server(found, SERVER, TAG).unwrap_err();
             assert!(reason.starts_with(expected), "{reason}");
         }
     }

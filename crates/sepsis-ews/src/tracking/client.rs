@@ -323,21 +323,14 @@ impl MlflowClient {
     /// Removes `alias` from a registered model. An alias or model that does
     /// not exist counts as removed.
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), ApiError> {
-        let endpoint = "registered-models/alias";
-        let segments: Vec<&str> = ["api", "2.0", "mlflow"]
-            .into_iter()
-            .chain(endpoint.split('/'))
-            .collect();
         // The server reads the parameters of this DELETE from a JSON body,
         // not from the query.
-        let body = json!({ "name": name, "alias": alias }).to_string();
-        let deleted = self
-            .send(
+        let body = json!({ "name": name, "alias": alias });
+        let deleted: Result<serde_json::Value, ApiError> = self
+            .send_json(
                 Method::DELETE,
-                self.api_url(&segments),
-                format!("DELETE /api/2.0/mlflow/{endpoint}"),
-                Some(Bytes::from(body)),
-                Some(HeaderValue::from_static("application/json")),
+                "registered-models/alias",
+                &body,
                 Repeat::Safe,
             )
             .await;
@@ -407,12 +400,24 @@ impl MlflowClient {
         body: &impl Serialize,
         repeat: Repeat,
     ) -> Result<T, ApiError> {
+        self.send_json(Method::POST, endpoint, body, repeat).await
+    }
+
+    /// Sends `body` as JSON to an MLflow REST endpoint and parses the JSON
+    /// response.
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: &impl Serialize,
+        repeat: Repeat,
+    ) -> Result<T, ApiError> {
         let segments: Vec<&str> = ["api", "2.0", "mlflow"]
             .into_iter()
             .chain(endpoint.split('/'))
             .collect();
         let url = self.api_url(&segments);
-        let name = format!("POST /api/2.0/mlflow/{endpoint}");
+        let name = format!("{method} /api/2.0/mlflow/{endpoint}");
         let payload = serde_json::to_vec(body).map_err(|error| ApiError::InvalidResponse {
             endpoint: name.clone(),
             detail: format!("the request body could not be encoded: {error}"),
@@ -420,7 +425,7 @@ impl MlflowClient {
         let content_type = HeaderValue::from_static("application/json");
         let response = self
             .send(
-                Method::POST,
+                method,
                 url,
                 name.clone(),
                 Some(Bytes::from(payload)),
