@@ -6,9 +6,11 @@
 //!
 //! It reproduces LightGBM 4's numerical decision rule (missing-value types,
 //! default directions, `fval <= threshold`), sums the trees in model order in
-//! f64 and applies the binary objective's sigmoid with LightGBM's formula. A
-//! test checks that its probabilities equal LightGBM's bit for bit on real
-//! data. Categorical splits, linear trees and multiclass models are rejected
+//! f64 and turns the sum into the model's output with LightGBM's formula: the
+//! sigmoid of the binary objective, or the exponential of the Poisson
+//! objective, whose log link the `patient_and_onset` shape uses. Tests check
+//! that its outputs equal LightGBM's bit for bit on real data. Categorical
+//! splits, linear trees, multiclass models and other objectives are rejected
 //! when parsing.
 
 use crate::train::Matrix;
@@ -86,13 +88,23 @@ fn decide_left(node: &Node, value: f32) -> bool {
     value <= node.threshold
 }
 
-/// A parsed binary-classification LightGBM model.
+/// How a model turns its raw score into its output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Link {
+    /// The binary objective: `1 / (1 + exp(-sigmoid * raw))`.
+    Logistic { sigmoid: f64 },
+    /// The Poisson objective: `exp(raw)`. A model trained on 0/1 labels with
+    /// it estimates a probability on the log scale.
+    Log,
+}
+
+/// A parsed LightGBM model with one output per row.
 #[derive(Debug, Clone)]
 pub struct TreeModel {
     trees: Vec<Tree>,
     /// The same trees laid out for batch evaluation.
     forest: batch::Forest,
-    sigmoid: f64,
+    link: Link,
     feature_names: Vec<String>,
 }
 
@@ -101,7 +113,7 @@ impl TreeModel {
     pub fn parse(text: &str) -> Result<TreeModel, ModelError> {
         let invalid = |message: String| ModelError::Invalid(message);
         let mut lines = text.lines();
-        let mut sigmoid = None;
+        let mut link = None;
         let mut feature_names = Vec::new();
         let mut num_class = 1;
         let mut listed_trees = None;
@@ -112,17 +124,19 @@ impl TreeModel {
             }
             if let Some(objective) = line.strip_prefix("objective=") {
                 let mut parts = objective.split_whitespace();
-                if parts.next() != Some("binary") {
-                    return Err(ModelError::Unsupported(format!("objective {objective:?}")));
-                }
-                let value = parts
-                    .find_map(|p| p.strip_prefix("sigmoid:"))
-                    .unwrap_or("1");
-                sigmoid = Some(
-                    value
-                        .parse::<f64>()
-                        .map_err(|_| invalid(format!("sigmoid {value:?} is not a number")))?,
-                );
+                link = Some(match parts.next() {
+                    Some("binary") => {
+                        let value = parts
+                            .find_map(|p| p.strip_prefix("sigmoid:"))
+                            .unwrap_or("1");
+                        let sigmoid = value
+                            .parse::<f64>()
+                            .map_err(|_| invalid(format!("sigmoid {value:?} is not a number")))?;
+                        Link::Logistic { sigmoid }
+                    }
+                    Some("poisson") => Link::Log,
+                    _ => return Err(ModelError::Unsupported(format!("objective {objective:?}"))),
+                });
             } else if let Some(names) = line.strip_prefix("feature_names=") {
                 feature_names = names.split(' ').map(str::to_string).collect();
             } else if let Some(sizes) = line.strip_prefix("tree_sizes=") {
@@ -136,7 +150,7 @@ impl TreeModel {
         if num_class != 1 {
             return Err(ModelError::Unsupported(format!("{num_class} classes")));
         }
-        let sigmoid = sigmoid.ok_or_else(|| invalid("no objective line".into()))?;
+        let link = link.ok_or_else(|| invalid("no objective line".into()))?;
 
         let mut trees = Vec::new();
         let mut fields: Vec<(&str, &str)> = Vec::new();
@@ -173,7 +187,7 @@ impl TreeModel {
         Ok(TreeModel {
             trees,
             forest,
-            sigmoid,
+            link,
             feature_names,
         })
     }
@@ -186,7 +200,13 @@ impl TreeModel {
         self.trees.len()
     }
 
-    /// Computes the raw score (log-odds) of one row.
+    /// How the model turns its raw score into its output.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// Computes the raw score of one row: a log-odds under the binary
+    /// objective, a log-probability under the Poisson objective.
     pub fn raw_score(&self, row: &[f32]) -> f64 {
         let mut score = 0.0;
         for tree in &self.trees {
@@ -195,14 +215,20 @@ impl TreeModel {
         score
     }
 
-    /// Computes the probability of one row, as LightGBM's binary objective does.
+    /// Computes the uncalibrated probability of one row, the output that
+    /// LightGBM's `predict` gives. Under the Poisson objective it is an
+    /// estimate on the log scale and can exceed 1 by a little, and the
+    /// isotonic calibration maps it into [0, 1].
     pub fn probability(&self, row: &[f32]) -> f64 {
         self.to_probability(self.raw_score(row))
     }
 
-    /// Turns a raw score into a probability with LightGBM's formula.
+    /// Turns a raw score into the model's output with LightGBM's formula.
     fn to_probability(&self, raw_score: f64) -> f64 {
-        1.0 / (1.0 + (-self.sigmoid * raw_score).exp())
+        match self.link {
+            Link::Logistic { sigmoid } => 1.0 / (1.0 + (-sigmoid * raw_score).exp()),
+            Link::Log => raw_score.exp(),
+        }
     }
 
     /// Computes the probability of every row of a matrix, on all cores.
@@ -433,8 +459,8 @@ struct PathElement {
 }
 
 impl TreeModel {
-    /// Computes each feature's contribution to the raw score (log-odds) of
-    /// one row with TreeSHAP, as LightGBM's `predict_contrib` does. The
+    /// Computes each feature's contribution to the raw score of one row with
+    /// TreeSHAP, as LightGBM's `predict_contrib` does. The
     /// result has one value per feature and then the expected raw score, so
     /// it sums to [`TreeModel::raw_score`].
     ///
@@ -714,6 +740,25 @@ mod tests {
         assert_eq!(model.raw_score(&[f32::NAN, 0.0]), -0.75);
         let p = model.probability(&[0.6, 0.0]);
         assert_eq!(p, 1.0 / (1.0 + (-2.25f64).exp()));
+    }
+
+    #[test]
+    fn poisson_output_is_exp_of_raw() {
+        let model = TreeModel::parse(&STUMP.replace("binary sigmoid:1", "poisson")).unwrap();
+        assert_eq!(model.link(), Link::Log);
+        assert_eq!(model.probability(&[0.6, 0.0]), 2.25f64.exp());
+        assert_eq!(model.predict_rows(&[0.5, 0.0]), vec![(-0.75f64).exp()]);
+    }
+
+    #[test]
+    fn other_objectives_are_rejected() {
+        for objective in ["regression", "cross_entropy", "multiclass num_class:3"] {
+            let text = STUMP.replace("binary sigmoid:1", objective);
+            assert!(
+                matches!(TreeModel::parse(&text), Err(ModelError::Unsupported(_))),
+                "{objective}"
+            );
+        }
     }
 
     #[test]
