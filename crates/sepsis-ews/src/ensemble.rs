@@ -1,15 +1,16 @@
-//! Averages LightGBM text models into one text model.
+//! Sums or averages LightGBM text models into one text model.
 //!
-//! Cross-fitting trains one booster per fold. Their mean log-odds is again a
+//! Cross-fitting trains one booster per fold. Their mean raw score is again a
 //! sum of trees: every tree of every booster, with its leaf values divided by
-//! the number of boosters. The result is an ordinary LightGBM text model, so
-//! Python LightGBM, the service and this crate's evaluator load it as they
-//! load any other.
+//! the number of boosters. The `patient_and_onset` shape adds the raw scores
+//! of its two boosters, which keeps the leaf values as they are. The result
+//! is an ordinary LightGBM text model, so Python LightGBM, the service and
+//! this crate's evaluator load it as they load any other.
 
 use std::fmt::Write as _;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot average LightGBM models: {0}")]
+#[error("cannot merge LightGBM models: {0}")]
 pub struct EnsembleError(String);
 
 /// One model text, cut into the parts that averaging treats differently.
@@ -86,6 +87,18 @@ fn parts(text: &str, index: usize) -> Result<Parts<'_>, EnsembleError> {
 /// scores. The models must have the same header lines (objective, feature
 /// names and so on), apart from `feature_infos` and `tree_sizes`.
 pub fn average(models: &[String]) -> Result<String, EnsembleError> {
+    combine(models, 1.0 / models.len().max(1) as f64)
+}
+
+/// Returns one model text whose raw score is the sum of the models' raw
+/// scores, under the same conditions as [`average`]. The parameters section
+/// is the first model's.
+pub fn sum(models: &[String]) -> Result<String, EnsembleError> {
+    combine(models, 1.0)
+}
+
+/// Concatenates the models' trees, each leaf value multiplied by `scale`.
+fn combine(models: &[String], scale: f64) -> Result<String, EnsembleError> {
     let split: Vec<Parts> = models
         .iter()
         .enumerate()
@@ -109,7 +122,6 @@ pub fn average(models: &[String]) -> Result<String, EnsembleError> {
             "model {index} has other header lines than model 0"
         )));
     }
-    let scale = 1.0 / models.len() as f64;
 
     let mut blocks = Vec::new();
     for part in &split {
@@ -117,7 +129,7 @@ pub fn average(models: &[String]) -> Result<String, EnsembleError> {
             let mut block = format!("Tree={}\n", blocks.len());
             for line in tree {
                 match line.split_once('=') {
-                    Some((key @ ("leaf_value" | "internal_value"), values)) => {
+                    Some((key @ ("leaf_value" | "internal_value"), values)) if scale != 1.0 => {
                         let scaled = scale_numbers(values, scale)
                             .ok_or_else(|| EnsembleError(format!("invalid number in {key}")))?;
                         let _ = writeln!(block, "{key}={scaled}");
@@ -258,6 +270,26 @@ mod tests {
         );
         assert!(merged.contains("feature_importances:\na=2\n"), "{merged}");
         assert!(merged.contains("\nTree=1\n"), "{merged}");
+    }
+
+    #[test]
+    fn sum_keeps_leaf_values() {
+        let models = vec![
+            stump(1.0, -1.0, 2.0, "[0:3] none"),
+            stump(2.0, 0.5, 1.5, "[-1:2] [4:5]"),
+        ];
+        let merged = sum(&models).unwrap();
+        let parsed = TreeModel::parse(&merged).unwrap();
+        for x in [0.0_f32, 1.5, 3.0, f32::NAN] {
+            let row = [x, 0.0];
+            let total: f64 = models
+                .iter()
+                .map(|m| TreeModel::parse(m).unwrap().raw_score(&row))
+                .sum();
+            assert_eq!(parsed.raw_score(&row), total, "x = {x}");
+        }
+        assert!(merged.contains("leaf_value=-1 2\n"), "{merged}");
+        assert!(merged.contains("leaf_value=0.5 1.5\n"), "{merged}");
     }
 
     #[test]
