@@ -15,13 +15,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::IsotonicMap;
-use crate::config::{AlertConfig, TrainingConfig};
+use crate::config::{AlertConfig, ModelShape, TrainingConfig};
 use crate::evaluate::{evaluate, AlertRule, Cohort, Evaluation};
 use crate::features::{FeatureSpec, HOURS_SINCE_ADMISSION};
 use crate::interval;
 use crate::model::TreeModel;
 use crate::policy::{choose_threshold, AlertPolicy, BaselineResult};
-use crate::train::{self, Matrix, PatientSet, TrainError, TrainingData};
+use crate::train::{self, Matrix, PatientSet, RowTargets, TrainError, TrainingData};
 
 /// The bedside scores used as baselines, with the alert threshold each is
 /// used at in practice.
@@ -270,14 +270,26 @@ pub fn fit(
     let clock_names = clock_features(spec);
     let fit_rows = fit.rows();
     let clock_fit = select_columns(&fit.matrix, names, &clock_names);
+    let targets = RowTargets::of(&fit);
+    // The clock baseline is one booster whatever the model's shape.
+    let clock_training = TrainingConfig {
+        shape: ModelShape::OneBooster,
+        ..training.clone()
+    };
     let (model_text, params, model, clock_text, clock, calibration_rows, out_of_fold) =
         if training.folds >= 2 {
             let row_folds = row_folds(&fit, training.seed, training.folds as usize);
             let cohort = Cohort::of(&fit);
             let (model_text, params, scores) =
-                cross_fit("model", fit.matrix, &row_folds, training, names)?;
-            let (clock_text, _, clock_scores) =
-                cross_fit("clock", clock_fit, &row_folds, training, &clock_names)?;
+                cross_fit("model", fit.matrix, &targets, &row_folds, training, names)?;
+            let (clock_text, _, clock_scores) = cross_fit(
+                "clock",
+                clock_fit,
+                &targets,
+                &row_folds,
+                &clock_training,
+                &clock_names,
+            )?;
             let out_of_fold = OutOfFold::of(&cohort, &scores, training.folds);
             (
                 model_text,
@@ -289,8 +301,8 @@ pub fn fit(
                 Some(out_of_fold),
             )
         } else {
-            let (model_text, params) = train::train_model(fit.matrix, training, names)?;
-            let (clock_text, _) = train::train_model(clock_fit, training, &clock_names)?;
+            let (model_text, params) = train::train_shaped(fit.matrix, &targets, training, names)?;
+            let (clock_text, _) = train::train_model(clock_fit, &clock_training, &clock_names)?;
             let trees = TreeModel::parse(&model_text)?;
             let clock_trees = TreeModel::parse(&clock_text)?;
             let cohort = Cohort::of(&calibration);
@@ -343,12 +355,13 @@ fn row_folds(set: &PatientSet, seed: u64, folds: usize) -> Vec<usize> {
     row_folds
 }
 
-/// Fits one booster without each fold and lets it score that fold. Returns
-/// the mean of the boosters as one text model, the parameters, and every
-/// row's out-of-fold probability.
+/// Fits the model of `training.shape` without each fold and lets it score
+/// that fold. Returns the mean of the fold models as one text model, the
+/// parameters, and every row's out-of-fold probability.
 fn cross_fit(
     booster: &str,
     matrix: Matrix,
+    targets: &RowTargets,
     row_folds: &[usize],
     training: &TrainingConfig,
     names: &[String],
@@ -381,7 +394,7 @@ fn cross_fit(
             });
         }
         let started = std::time::Instant::now();
-        let (text, used) = train::train_model(subset, training, names)?;
+        let (text, used) = train::train_shaped(subset, &targets.select(&rows), training, names)?;
         tracing::info!(
             booster,
             fold,
@@ -557,8 +570,15 @@ mod tests {
         let training = small_training(3);
         let names = vec!["signal".to_string(), "hour".to_string()];
         let folds = row_folds(&set, training.seed, 3);
-        let (text, _, out_of_fold) =
-            cross_fit("model", set.matrix.clone(), &folds, &training, &names).unwrap();
+        let (text, _, out_of_fold) = cross_fit(
+            "model",
+            set.matrix.clone(),
+            &RowTargets::of(&set),
+            &folds,
+            &training,
+            &names,
+        )
+        .unwrap();
 
         let merged = TreeModel::parse(&text).unwrap();
         assert_eq!(merged.num_trees(), 3 * 5);
@@ -591,6 +611,88 @@ mod tests {
                 "row {row}"
             );
         }
+    }
+
+    #[test]
+    fn pair_sums_two_poisson_boosters() {
+        // `SepsisLabel` turns on an hour after the 12-hour label, so the test
+        // tells which of the two the onset booster learned.
+        let mut set = synthetic_patients();
+        for rows in set.patients.clone().iter().step_by(4) {
+            set.outcome[rows.start + 5] = false;
+        }
+        let mut training = small_training(1);
+        training.shape = ModelShape::PatientAndOnset;
+        training.onset.num_leaves = 3;
+        training.onset.min_data_in_leaf = 4;
+        let names = vec!["signal".to_string(), "hour".to_string()];
+        let targets = RowTargets::of(&set);
+        let (text, params) =
+            train::train_shaped(set.matrix.clone(), &targets, &training, &names).unwrap();
+
+        // The same two boosters trained directly: the patient booster on every
+        // row, labelled by whether the patient becomes septic, and the onset
+        // booster on the septic patients' rows, labelled by `SepsisLabel`.
+        let booster = |rows: Vec<usize>, labels: Vec<f32>, params: &serde_json::Value| {
+            let set = crate::lightgbm::TrainingSet {
+                values: (rows.iter())
+                    .flat_map(|r| set.matrix.values[r * 2..r * 2 + 2].to_vec())
+                    .collect(),
+                labels,
+                weights: None,
+                width: 2,
+                feature_names: &names,
+            };
+            crate::lightgbm::train(set, params, training.num_iterations).unwrap()
+        };
+        let mut patient_params = train::lightgbm_params(&training, 1.0);
+        patient_params["objective"] = serde_json::json!("poisson");
+        let patient = booster(
+            (0..set.rows()).collect(),
+            (0..set.rows()).map(|r| f32::from(r / 8 % 4 == 0)).collect(),
+            &patient_params,
+        );
+        let septic_rows: Vec<usize> = (0..set.rows()).filter(|r| r / 8 % 4 == 0).collect();
+        let mut onset_params = patient_params.clone();
+        onset_params["num_leaves"] = serde_json::json!(3);
+        onset_params["min_data_in_leaf"] = serde_json::json!(4);
+        let onset = booster(
+            septic_rows.clone(),
+            septic_rows.iter().map(|r| f32::from(r % 8 >= 6)).collect(),
+            &onset_params,
+        );
+        assert_eq!(text, crate::ensemble::sum(&[patient, onset]).unwrap());
+
+        let model = TreeModel::parse(&text).unwrap();
+        assert_eq!(model.link(), crate::model::Link::Log);
+        assert_eq!(params["objective"], "poisson");
+        assert_eq!(params["shape"], "patient_and_onset");
+        assert_eq!(params["onset"]["num_leaves"], 3);
+        // Among a septic patient's hours, the positive ones score higher.
+        let septic_hour =
+            |hour: usize| model.probability(&set.matrix.values[hour * 2..hour * 2 + 2]);
+        assert!(septic_hour(6) > septic_hour(1));
+    }
+
+    #[test]
+    fn pair_needs_both_septic_hour_kinds() {
+        let mut set = synthetic_patients();
+        // Every hour of every septic patient positive: the onset booster
+        // would see one class only.
+        for (index, rows) in set.patients.clone().iter().enumerate() {
+            if index % 4 == 0 {
+                set.outcome[rows.clone()].fill(true);
+            }
+        }
+        let mut training = small_training(1);
+        training.shape = ModelShape::PatientAndOnset;
+        let names = vec!["signal".to_string(), "hour".to_string()];
+        let error =
+            train::train_shaped(set.matrix.clone(), &RowTargets::of(&set), &training, &names)
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("onset booster"), "{error}");
+        assert!(error.contains("needs both classes"), "{error}");
     }
 
     #[test]
@@ -637,9 +739,16 @@ mod tests {
         }
         let folds = row_folds(&set, 42, 3);
         let names = vec!["signal".to_string(), "hour".to_string()];
-        let error = cross_fit("model", set.matrix, &folds, &small_training(3), &names)
-            .unwrap_err()
-            .to_string();
+        let error = cross_fit(
+            "model",
+            set.matrix.clone(),
+            &RowTargets::of(&set),
+            &folds,
+            &small_training(3),
+            &names,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("of training.folds = 3"), "{error}");
         assert!(error.contains("no septic patient"), "{error}");
     }

@@ -160,6 +160,13 @@ pub struct TrainingConfig {
     /// the calibration patients.
     #[serde(default = "one_fold")]
     pub folds: u32,
+    /// What the model's boosters learn.
+    #[serde(default)]
+    pub shape: ModelShape,
+    /// The tree size of the onset booster of `patient_and_onset`. Its other
+    /// settings are the patient booster's.
+    #[serde(default)]
+    pub onset: OnsetConfig,
     pub seed: u64,
     /// OpenMP threads for LightGBM; 0 lets LightGBM use every core.
     pub num_threads: u32,
@@ -171,6 +178,41 @@ pub struct TrainingConfig {
 
 fn one_fold() -> u32 {
     1
+}
+
+/// What the model's boosters learn. Either way the saved model is one
+/// LightGBM text model.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelShape {
+    /// One binary booster learns the 12-hour label on every hour. Its raw
+    /// score is a log-odds.
+    #[default]
+    OneBooster,
+    /// Two boosters with a log link, whose trees are summed into one model.
+    /// The patient booster learns, from every hour, whether the patient
+    /// becomes septic. The onset booster learns `SepsisLabel` from the septic
+    /// patients' hours alone. The raw score is the sum of their logs, the log
+    /// of the product of the two probabilities, and LightGBM's output for it is
+    /// that product.
+    PatientAndOnset,
+}
+
+/// The tree size of the onset booster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnsetConfig {
+    pub num_leaves: u32,
+    pub min_data_in_leaf: u32,
+}
+
+impl Default for OnsetConfig {
+    fn default() -> OnsetConfig {
+        OnsetConfig {
+            num_leaves: 7,
+            min_data_in_leaf: 200,
+        }
+    }
 }
 
 /// The maximum of `training.folds`.
@@ -410,6 +452,19 @@ impl Config {
             "training.num_leaves",
             t.num_leaves,
             "must be at least 2",
+        )?;
+        ensure(
+            t.onset.num_leaves >= 2,
+            "training.onset.num_leaves",
+            t.onset.num_leaves,
+            "must be at least 2",
+        )?;
+        ensure(
+            t.shape == ModelShape::OneBooster || t.imbalance != Imbalance::ScalePosWeight,
+            "training.imbalance",
+            "scale_pos_weight",
+            "is a setting of the binary objective and applies to training.shape one_booster \
+             only; use sample_weights or none",
         )?;
         ensure(
             t.learning_rate > 0.0 && t.learning_rate.is_finite(),
@@ -727,6 +782,41 @@ mod tests {
             assert!(message.contains("training.folds"), "{message}");
             assert!(message.contains(bad), "{message}");
         }
+    }
+
+    #[test]
+    fn model_shape_is_read_and_checked() {
+        let config = load_with(&[
+            ("training.shape", "patient_and_onset"),
+            ("training.onset.num_leaves", "5"),
+        ])
+        .unwrap();
+        assert_eq!(config.training.shape, ModelShape::PatientAndOnset);
+        assert_eq!(config.training.onset.num_leaves, 5);
+        assert_eq!(config.training.onset.min_data_in_leaf, 200);
+
+        let unknown = load_with(&[("training.shape", "three_boosters")])
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("training.shape"), "{unknown}");
+        assert!(unknown.contains("three_boosters"), "{unknown}");
+
+        let small = load_with(&[
+            ("training.shape", "patient_and_onset"),
+            ("training.onset.num_leaves", "1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(small.contains("training.onset.num_leaves"), "{small}");
+
+        let weighted = load_with(&[
+            ("training.shape", "patient_and_onset"),
+            ("training.imbalance", "scale_pos_weight"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(weighted.contains("training.imbalance"), "{weighted}");
+        assert!(weighted.contains("sample_weights or none"), "{weighted}");
     }
 
     #[test]

@@ -467,6 +467,7 @@ pub async fn run_train(
                 calibration_patients,
                 validation_patients,
                 folds: plan.folds,
+                shape: ctx.config.training.shape,
             },
             calibration: fitted.model.calibration.clone(),
             policy: fitted.model.policy.clone(),

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::IsotonicMap;
-use crate::config::AlertConfig;
+use crate::config::{AlertConfig, ModelShape};
 use crate::evaluate::{alert_outcome, AlertOutcome, AlertRule, Cohort, Evaluation};
 
 /// Thresholds tried per hold: this many quantiles of the calibration probabilities.
@@ -166,6 +166,10 @@ pub struct CardData {
     /// The cross-fitting folds, or 1 when the model was not cross-fitted.
     #[serde(default = "one_fold")]
     pub folds: u32,
+    /// What the model's boosters learned. Cards written before the setting
+    /// existed describe one booster.
+    #[serde(default)]
+    pub shape: ModelShape,
 }
 
 fn one_fold() -> u32 {
@@ -173,6 +177,23 @@ fn one_fold() -> u32 {
 }
 
 impl CardData {
+    /// Describes what the model is.
+    pub fn model_sentence(&self) -> &'static str {
+        match self.shape {
+            ModelShape::OneBooster => {
+                "one LightGBM booster with the binary objective, trained on the 12-hour label; \
+                 its raw score is a log-odds"
+            }
+            ModelShape::PatientAndOnset => {
+                "two LightGBM boosters with the Poisson objective, their trees summed into one \
+                 model. One learned from every hour whether the patient becomes septic, the \
+                 other learned SepsisLabel from the septic patients' hours; the model's output \
+                 is the product of the two probabilities and its raw score the log of that \
+                 product"
+            }
+        }
+    }
+
     /// Describes which patients fitted, calibrated and measured the model.
     pub fn patients_sentence(&self) -> String {
         if self.folds >= 2 {
@@ -210,8 +231,10 @@ impl ModelCard {
         let d = &self.data;
         let _ = writeln!(
             md,
-            "## Data\n\nFeature set {} ({} features, version {}), data digest `{}`.\n\
+            "## Data\n\nModel: {}.\n\
+             Feature set {} ({} features, version {}), data digest `{}`.\n\
              Patients: {} and took no part in either.\n",
+            d.model_sentence(),
             d.feature_set_version,
             d.features,
             d.feature_version,
@@ -277,6 +300,25 @@ pub fn percent(value: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_data_names_the_model_shape() {
+        // A card written before the shape was recorded describes one booster.
+        let old: CardData = serde_json::from_value(serde_json::json!({
+            "data_digest": "d", "feature_version": "v", "feature_set_version": "s",
+            "features": 3, "fit_patients": 5, "calibration_patients": 2,
+            "validation_patients": 2,
+        }))
+        .unwrap();
+        assert_eq!(old.shape, ModelShape::OneBooster);
+        assert!(old.model_sentence().contains("binary objective"));
+        let pair = CardData {
+            shape: ModelShape::PatientAndOnset,
+            ..old
+        };
+        assert!(pair.model_sentence().contains("Poisson objective"));
+        assert!(pair.model_sentence().contains("product"));
+    }
 
     /// Forty patients of 24 hours; every fourth is septic with `SepsisLabel`
     /// from hour 16. Septic patients score 0.9 from hour 10, others 0.1,

@@ -732,7 +732,7 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
 
 impl ScoringModel {
     /// Computes the TreeSHAP contribution of each feature to the raw score
-    /// (log-odds, before calibration) of one row of computed features, as
+    /// (before calibration, in the units of [`crate::model::Link`]) of one row of computed features, as
     /// returned by [`ScoringModel::score_with_features`]. The result has one
     /// value per feature, in [`FeatureSpec::feature_names`] order, and then
     /// the model's expected raw score.

@@ -1,4 +1,6 @@
-//! `sepsis train`: a LightGBM binary classifier on a feature version.
+//! `sepsis train`: a LightGBM model of sepsis risk on a feature version,
+//! either one binary booster or the two log-link boosters of
+//! `patient_and_onset` summed into one model ([`train_shaped`]).
 //!
 //! The split is by patient, so no patient has hours on both sides, and
 //! stratified by septic patients so both sides keep the same share of them.
@@ -21,7 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Histogram, Imbalance, SplitConfig, TrainingConfig};
+use crate::config::{Histogram, Imbalance, ModelShape, SplitConfig, TrainingConfig};
 use crate::feature_store::{FeatureManifest, HOUR_COLUMN, ID_COLUMN, LABEL_COLUMN, OUTCOME_COLUMN};
 use crate::table::{self, TableError};
 
@@ -448,9 +450,124 @@ pub fn train_model(
     config: &TrainingConfig,
     feature_names: &[String],
 ) -> Result<(String, serde_json::Value), TrainError> {
+    let params = lightgbm_params(config, balancing_weight(&train));
+    train_booster(train, params, "the training split", config, feature_names)
+}
+
+/// What each training row says beyond its 12-hour label: its `SepsisLabel`,
+/// and whether its patient becomes septic. The `patient_and_onset` shape
+/// trains on these.
+#[derive(Debug, Default, Clone)]
+pub struct RowTargets {
+    pub outcome: Vec<bool>,
+    pub septic_patient: Vec<bool>,
+}
+
+impl RowTargets {
+    /// The targets of a group's rows: a patient is septic when any of the
+    /// patient's hours has a positive `SepsisLabel`.
+    pub fn of(set: &PatientSet) -> RowTargets {
+        let mut septic_patient = vec![false; set.rows()];
+        for rows in &set.patients {
+            let septic = set.outcome[rows.clone()].iter().any(|o| *o);
+            septic_patient[rows.clone()].fill(septic);
+        }
+        RowTargets {
+            outcome: set.outcome.clone(),
+            septic_patient,
+        }
+    }
+
+    /// The targets of the given rows, in that order.
+    pub fn select(&self, rows: &[usize]) -> RowTargets {
+        RowTargets {
+            outcome: rows.iter().map(|row| self.outcome[*row]).collect(),
+            septic_patient: rows.iter().map(|row| self.septic_patient[*row]).collect(),
+        }
+    }
+}
+
+/// Trains the model of `config.shape` and returns it as one LightGBM text
+/// model, with the parameters used. `targets` belongs to the matrix's rows.
+///
+/// `one_booster` is [`train_model`]. `patient_and_onset` trains two boosters
+/// with LightGBM's Poisson objective, whose raw score is the log of the
+/// predicted rate, here a probability. The patient booster learns from every
+/// row whether the row's patient becomes septic. The onset booster learns
+/// `SepsisLabel` from the septic patients' rows alone, with the tree size of
+/// `config.onset`. Their trees summed give the log of P(septic patient) ×
+/// P(positive hour | septic patient), which ranks the hours of one septic
+/// patient as well as the patients.
+pub fn train_shaped(
+    train: Matrix,
+    targets: &RowTargets,
+    config: &TrainingConfig,
+    feature_names: &[String],
+) -> Result<(String, serde_json::Value), TrainError> {
+    if config.shape == ModelShape::OneBooster {
+        return train_model(train, config, feature_names);
+    }
+    let septic_rows: Vec<usize> = (0..train.rows())
+        .filter(|row| targets.septic_patient[*row])
+        .collect();
+    let onset = Matrix {
+        values: septic_rows
+            .iter()
+            .flat_map(|row| &train.values[row * train.width..(row + 1) * train.width])
+            .copied()
+            .collect(),
+        labels: septic_rows
+            .iter()
+            .map(|row| f32::from(u8::from(targets.outcome[*row])))
+            .collect(),
+        width: train.width,
+    };
+    let patient = Matrix {
+        labels: (targets.septic_patient.iter())
+            .map(|septic| f32::from(u8::from(*septic)))
+            .collect(),
+        ..train
+    };
+
+    let mut patient_params = lightgbm_params(config, balancing_weight(&patient));
+    patient_params["objective"] = serde_json::json!("poisson");
+    let mut onset_params = lightgbm_params(config, balancing_weight(&onset));
+    onset_params["objective"] = serde_json::json!("poisson");
+    onset_params["num_leaves"] = serde_json::json!(config.onset.num_leaves);
+    onset_params["min_data_in_leaf"] = serde_json::json!(config.onset.min_data_in_leaf);
+
+    let (onset_text, onset_params) = train_booster(
+        onset,
+        onset_params,
+        "the septic patients' hours (onset booster)",
+        config,
+        feature_names,
+    )?;
+    let (patient_text, mut params) = train_booster(
+        patient,
+        patient_params,
+        "the training split (patient booster)",
+        config,
+        feature_names,
+    )?;
+    let text = crate::ensemble::sum(&[patient_text, onset_text])?;
+    params["shape"] = serde_json::json!("patient_and_onset");
+    params["onset"] = onset_params;
+    Ok((text, params))
+}
+
+/// Trains one booster with the given parameters. `rows` names the rows in
+/// the error when they hold one class only.
+fn train_booster(
+    train: Matrix,
+    params: serde_json::Value,
+    rows: &str,
+    config: &TrainingConfig,
+    feature_names: &[String],
+) -> Result<(String, serde_json::Value), TrainError> {
     if train.positives() == 0 || train.positives() == train.rows() {
         return Err(TrainError::Data {
-            location: "the training split".into(),
+            location: rows.into(),
             message: format!(
                 "{} of {} training rows are positive; LightGBM needs both classes",
                 train.positives(),
@@ -459,7 +576,6 @@ pub fn train_model(
         });
     }
     let weight = balancing_weight(&train);
-    let params = lightgbm_params(config, weight);
     let weights = (config.imbalance == Imbalance::SampleWeights).then(|| {
         train
             .labels

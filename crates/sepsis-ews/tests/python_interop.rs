@@ -34,6 +34,24 @@ async fn cross_fitted_model_predicts_identically_everywhere() {
         .await;
 }
 
+/// The same checks for the two summed boosters of `patient_and_onset`, whose
+/// Poisson objective turns the raw score into a probability with `exp`.
+#[tokio::test(flavor = "multi_thread")]
+async fn pair_model_predicts_identically_everywhere() {
+    predicts_identically_everywhere(&[("training.shape", "patient_and_onset")]).await;
+}
+
+/// Both shapes cross-fitted: five pairs of boosters in one model.
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_fitted_pair_predicts_identically_everywhere() {
+    predicts_identically_everywhere(&[
+        ("training.shape", "patient_and_onset"),
+        ("training.folds", "5"),
+        ("training.num_iterations", "60"),
+    ])
+    .await;
+}
+
 async fn predicts_identically_everywhere(settings: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let mut overrides = vec![
@@ -74,12 +92,18 @@ async fn predicts_identically_everywhere(settings: &[(&str, &str)]) {
     let folds = trained.sidecar.split.folds;
     let iterations =
         u32::try_from(trained.sidecar.params["num_iterations"].as_u64().unwrap()).unwrap();
+    let pair = trained.sidecar.params["shape"] == "patient_and_onset";
+    let boosters_per_fold = if pair { 2 } else { 1 };
     assert_eq!(
         TreeModel::parse(std::str::from_utf8(&model_text).unwrap())
             .unwrap()
             .num_trees(),
-        (folds * iterations) as usize
+        (folds * boosters_per_fold * iterations) as usize
     );
+    let objective = if pair { "poisson" } else { "binary" };
+    assert!(std::str::from_utf8(&model_text)
+        .unwrap()
+        .contains(&format!("\nobjective={objective}")));
 
     let validation = &data.validation.matrix;
     let width = validation.width;
@@ -101,7 +125,13 @@ async fn predicts_identically_everywhere(settings: &[(&str, &str)]) {
         differing, 0,
         "rows where the evaluator differs from LightGBM"
     );
-    assert!(probabilities.iter().any(|p| *p > 0.5));
+    // Both links spread the scores: some hours score far above the others.
+    let highest = probabilities.iter().copied().fold(0.0, f64::max);
+    let lowest = probabilities.iter().copied().fold(1.0, f64::min);
+    assert!(
+        highest > 0.2 && highest > 20.0 * lowest,
+        "{lowest} to {highest}"
+    );
     assert!(validation.values.iter().any(|v| v.is_nan()));
 
     // Scoring the raw file computes the features with the same code as the

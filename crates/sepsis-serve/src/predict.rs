@@ -71,8 +71,9 @@ pub struct PredictionResult {
     pub explanation: Option<Explanation>,
 }
 
-/// The features that moved the raw score (log-odds, before calibration)
-/// most, by TreeSHAP. `base_value` plus the contributions of all features
+/// The features that moved the raw score most, by TreeSHAP. The raw score
+/// comes before calibration: a log-odds for a `one_booster` model, the log of
+/// the probability for a `patient_and_onset` model. `base_value` plus the contributions of all features
 /// equals `raw_score`; only the `top_k` largest by magnitude are listed.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Explanation {
@@ -88,7 +89,7 @@ pub struct Contribution {
     pub feature: String,
     /// The feature's value; `null` when missing.
     pub value: Option<f64>,
-    /// The feature's share of the raw score, in log-odds.
+    /// The feature's share of the raw score, in its units.
     pub contribution: f64,
 }
 

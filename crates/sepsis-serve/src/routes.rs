@@ -140,7 +140,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Response, ApiError> 
 /// order of strictly increasing `ICULOS`, scored like `sepsis predict`
 /// scores a file. A history returns its last hour, or every hour with
 /// `"all_hours": true`. `"explain": true` adds the `top_k` largest feature
-/// contributions (TreeSHAP, in log-odds). A missing value is `null` or an
+/// contributions (TreeSHAP, in units of the raw score). A missing value is `null` or an
 /// absent key.
 #[utoipa::path(post, path = "/predict", tag = "model",
     request_body(content = crate::openapi::PredictRequest, content_type = "application/json"),
