@@ -188,10 +188,12 @@ EXPERIMENTS = {
     "top_240_features": ("label", False, {}, None, 240),
 }
 
-# name: (LightGBM parameters of the onset booster, patients). A factored experiment fits two
-# boosters and scores with the sum of their log-probabilities, that is the product
+# name: (LightGBM parameters of the onset booster, patients, objective). A factored experiment
+# fits two boosters and scores with the sum of their log-probabilities, that is the product
 # P(the patient becomes septic) * P(the hour is labelled positive | the patient becomes
-# septic). The first booster is trained on every hour with the patient's outcome as its
+# septic). With the objective "binary" the log-probability is the log-sigmoid of the raw score.
+# With "poisson", the objective of `training.shape: patient_and_onset`, the raw score is the
+# log-probability itself, so the score is the sum of the raw scores: the pipeline's model. The first booster is trained on every hour with the patient's outcome as its
 # label, and the second on the septic patients' hours alone, with `SepsisLabel`. The second
 # has to tell a septic patient's hours near onset from the same patient's earlier hours,
 # where the single booster ranks no better than chance.
@@ -201,10 +203,11 @@ EXPERIMENTS = {
 # averages their scores.
 SMALL_TREES = {"num_leaves": 7, "min_data_in_leaf": 200}
 FACTORED = {
-    "patient_and_onset": ({}, "fit"),
-    "patient_and_onset_small_trees": (SMALL_TREES, "fit"),
-    "patient_and_onset_small_trees_80": (SMALL_TREES, "fit_and_calibration"),
-    "patient_and_onset_small_trees_cross_fit": (SMALL_TREES, "cross_fit"),
+    "patient_and_onset": ({}, "fit", "binary"),
+    "patient_and_onset_small_trees": (SMALL_TREES, "fit", "binary"),
+    "patient_and_onset_small_trees_80": (SMALL_TREES, "fit_and_calibration", "binary"),
+    "patient_and_onset_small_trees_cross_fit": (SMALL_TREES, "cross_fit", "binary"),
+    "patient_and_onset_poisson": (SMALL_TREES, "fit", "poisson"),
 }
 
 
@@ -224,18 +227,21 @@ def log_sigmoid(raw):
     return -np.logaddexp(0.0, -raw)
 
 
-def factored_scores(matrix, names, patient, outcome, septic, fit, in_validation, onset_params):
+def factored_scores(matrix, names, patient, outcome, septic, fit, in_validation, onset_params,
+                    objective):
     """Returns the factored experiment's validation scores."""
     ever_septic = np.array([septic[p] for p in patient], dtype=np.float32)
     septic_fit = fit & (ever_septic == 1)
+    params = dict(DEFAULT_PARAMS, objective=objective)
     patient_booster = lgb.train(
-        DEFAULT_PARAMS, lgb.Dataset(matrix[fit], ever_septic[fit], feature_name=names))
+        params, lgb.Dataset(matrix[fit], ever_septic[fit], feature_name=names))
     onset_booster = lgb.train(
-        dict(DEFAULT_PARAMS, **onset_params),
+        dict(params, **onset_params),
         lgb.Dataset(matrix[septic_fit], outcome[septic_fit], feature_name=names))
     rows = matrix[in_validation]
-    return (log_sigmoid(patient_booster.predict(rows, raw_score=True))
-            + log_sigmoid(onset_booster.predict(rows, raw_score=True)))
+    log_probability = log_sigmoid if objective == "binary" else (lambda raw: raw)
+    return (log_probability(patient_booster.predict(rows, raw_score=True))
+            + log_probability(onset_booster.predict(rows, raw_score=True)))
 
 
 def main():
@@ -266,18 +272,18 @@ def main():
     started = time.time()
     fit = ~in_validation & ~np.isin(patient, list(calibration))
     if name in FACTORED:
-        onset_params, fitted_on = FACTORED[name]
+        onset_params, fitted_on, objective = FACTORED[name]
         if fitted_on == "cross_fit":
             row_fold = fold_of_rows(patient, septic, rest)
             scores = np.zeros(in_validation.sum())
             for k in range(FOLDS):
                 rows = (row_fold >= 0) & (row_fold != k)
                 scores += factored_scores(matrix, names, patient, outcome, septic, rows,
-                                          in_validation, onset_params) / FOLDS
+                                          in_validation, onset_params, objective) / FOLDS
         else:
             rows = ~in_validation if fitted_on == "fit_and_calibration" else fit
             scores = factored_scores(matrix, names, patient, outcome, septic, rows,
-                                     in_validation, onset_params)
+                                     in_validation, onset_params, objective)
     elif not cross_fit:
         booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         if top is not None:
