@@ -394,7 +394,17 @@ fn cross_fit(
             });
         }
         let started = std::time::Instant::now();
-        let (text, used) = train::train_shaped(subset, &targets.select(&rows), training, names)?;
+        let (text, used) = train::train_shaped(subset, &targets.select(&rows), training, names)
+            .map_err(|error| match error {
+                TrainError::Data { location, message } => TrainError::Data {
+                    location: format!(
+                        "cross-fitting fold {} of training.folds = {folds}, {location}",
+                        fold + 1
+                    ),
+                    message,
+                },
+                other => other,
+            })?;
         tracing::info!(
             booster,
             fold,
@@ -616,7 +626,7 @@ mod tests {
     #[test]
     fn pair_sums_two_poisson_boosters() {
         // `SepsisLabel` turns on an hour after the 12-hour label, so the test
-        // tells which of the two the onset booster learned.
+        // detects which of the two the onset booster learned.
         let mut set = synthetic_patients();
         for rows in set.patients.clone().iter().step_by(4) {
             set.outcome[rows.start + 5] = false;
@@ -687,6 +697,26 @@ mod tests {
         let mut training = small_training(1);
         training.shape = ModelShape::PatientAndOnset;
         let names = vec!["signal".to_string(), "hour".to_string()];
+        training.folds = 3;
+        let folds = row_folds(&set, 42, 3);
+        let targets = RowTargets::of(&set);
+        let in_fold = cross_fit(
+            "model",
+            set.matrix.clone(),
+            &targets,
+            &folds,
+            &training,
+            &names,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            in_fold.contains("cross-fitting fold 1 of training.folds = 3"),
+            "{in_fold}"
+        );
+        assert!(in_fold.contains("onset booster"), "{in_fold}");
+
+        training.folds = 1;
         let error =
             train::train_shaped(set.matrix.clone(), &RowTargets::of(&set), &training, &names)
                 .unwrap_err()

@@ -160,7 +160,7 @@ pub struct TrainingConfig {
     /// the calibration patients.
     #[serde(default = "one_fold")]
     pub folds: u32,
-    /// What the model's boosters learn.
+    /// The boosters and what each learns.
     #[serde(default)]
     pub shape: ModelShape,
     /// The tree size of the onset booster of `patient_and_onset`. Its other
@@ -180,8 +180,8 @@ fn one_fold() -> u32 {
     1
 }
 
-/// What the model's boosters learn. Either way the saved model is one
-/// LightGBM text model.
+/// The model's shape: the boosters and what each learns. Either way the
+/// saved model is one LightGBM text model.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelShape {
@@ -217,6 +217,9 @@ impl Default for OnsetConfig {
 
 /// The maximum of `training.folds`.
 pub const MAX_FOLDS: u32 = 20;
+
+/// LightGBM 4's largest `num_leaves`.
+const MAX_LEAVES: u32 = 131_072;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -448,16 +451,16 @@ impl Config {
             "must be at least 1",
         )?;
         ensure(
-            t.num_leaves >= 2,
+            (2..=MAX_LEAVES).contains(&t.num_leaves),
             "training.num_leaves",
             t.num_leaves,
-            "must be at least 2",
+            "must be between 2 and 131072",
         )?;
         ensure(
-            t.onset.num_leaves >= 2,
+            (2..=MAX_LEAVES).contains(&t.onset.num_leaves),
             "training.onset.num_leaves",
             t.onset.num_leaves,
-            "must be at least 2",
+            "must be between 2 and 131072",
         )?;
         ensure(
             t.shape == ModelShape::OneBooster || t.imbalance != Imbalance::ScalePosWeight,
@@ -801,13 +804,16 @@ mod tests {
         assert!(unknown.contains("training.shape"), "{unknown}");
         assert!(unknown.contains("three_boosters"), "{unknown}");
 
-        let small = load_with(&[
-            ("training.shape", "patient_and_onset"),
-            ("training.onset.num_leaves", "1"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(small.contains("training.onset.num_leaves"), "{small}");
+        for leaves in ["1", "131073"] {
+            let invalid = load_with(&[
+                ("training.shape", "patient_and_onset"),
+                ("training.onset.num_leaves", leaves),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(invalid.contains("training.onset.num_leaves"), "{invalid}");
+            assert!(invalid.contains(leaves), "{invalid}");
+        }
 
         let weighted = load_with(&[
             ("training.shape", "patient_and_onset"),

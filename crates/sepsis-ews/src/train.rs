@@ -454,8 +454,8 @@ pub fn train_model(
     train_booster(train, params, "the training split", config, feature_names)
 }
 
-/// What each training row says beyond its 12-hour label: its `SepsisLabel`,
-/// and whether its patient becomes septic. The `patient_and_onset` shape
+/// The targets of each training row beside its 12-hour label: its
+/// `SepsisLabel`, and whether its patient becomes septic. The `patient_and_onset` shape
 /// trains on these.
 #[derive(Debug, Default, Clone)]
 pub struct RowTargets {
@@ -464,8 +464,8 @@ pub struct RowTargets {
 }
 
 impl RowTargets {
-    /// The targets of a group's rows: a patient is septic when any of the
-    /// patient's hours has a positive `SepsisLabel`.
+    /// Returns the targets of a group's rows. A patient is septic when any of
+    /// the patient's hours has a positive `SepsisLabel`.
     pub fn of(set: &PatientSet) -> RowTargets {
         let mut septic_patient = vec![false; set.rows()];
         for rows in &set.patients {
@@ -478,7 +478,7 @@ impl RowTargets {
         }
     }
 
-    /// The targets of the given rows, in that order.
+    /// Returns the targets of the given rows, in that order.
     pub fn select(&self, rows: &[usize]) -> RowTargets {
         RowTargets {
             outcome: rows.iter().map(|row| self.outcome[*row]).collect(),
@@ -543,6 +543,18 @@ pub fn train_shaped(
         config,
         feature_names,
     )?;
+    let split_trees = onset_text
+        .lines()
+        .filter(|line| line.starts_with("num_leaves=") && *line != "num_leaves=1")
+        .count();
+    if split_trees == 0 {
+        tracing::warn!(
+            rows = septic_rows.len(),
+            min_data_in_leaf = config.onset.min_data_in_leaf,
+            "the onset booster has no split, so the model ranks patients only; lower \
+             training.onset.min_data_in_leaf"
+        );
+    }
     let (patient_text, mut params) = train_booster(
         patient,
         patient_params,
