@@ -88,7 +88,7 @@ fn decide_left(node: &Node, value: f32) -> bool {
     value <= node.threshold
 }
 
-/// How a model turns its raw score into its output.
+/// The link of a model: the function from its raw score to its output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Link {
     /// The binary objective: `1 / (1 + exp(-sigmoid * raw))`.
@@ -200,7 +200,7 @@ impl TreeModel {
         self.trees.len()
     }
 
-    /// How the model turns its raw score into its output.
+    /// Returns the function from the model's raw score to its output.
     pub fn link(&self) -> Link {
         self.link
     }

@@ -166,8 +166,8 @@ pub struct CardData {
     /// The cross-fitting folds, or 1 when the model was not cross-fitted.
     #[serde(default = "one_fold")]
     pub folds: u32,
-    /// What the model's boosters learned. Cards written before the setting
-    /// existed describe one booster.
+    /// The model's shape. Cards written before the setting existed describe
+    /// one booster.
     #[serde(default)]
     pub shape: ModelShape,
 }

@@ -41,7 +41,8 @@ async fn pair_model_predicts_identically_everywhere() {
     predicts_identically_everywhere(&[("training.shape", "patient_and_onset")]).await;
 }
 
-/// Both shapes cross-fitted: five pairs of boosters in one model.
+/// The same checks for the pair cross-fitted: five pairs of boosters in one
+/// model.
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_fitted_pair_predicts_identically_everywhere() {
     predicts_identically_everywhere(&[
