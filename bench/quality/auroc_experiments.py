@@ -1,6 +1,6 @@
 """AUROC experiments on a stored feature table, with the pipeline's own split.
 
-Usage: python bench/quality/auroc_experiments.py FEATURES_PARQUET EXPERIMENT
+Usage: python bench/quality/auroc_experiments.py FEATURES_PARQUET EXPERIMENT [SPLIT_SEED]
 
 FEATURES_PARQUET is `feature-store/<version>/features.parquet` of a `sepsis pipeline` run (its
 columns: patient_id, hour, label, outcome, then the model's features). EXPERIMENT is one of
@@ -8,7 +8,7 @@ the names in EXPERIMENTS or FACTORED below. The script trains Python LightGBM on
 cross-fits on the fit and calibration patients, and scores the validation patients. It prints
 one JSON line with the AUROC against SepsisLabel (`outcome`) and against the 12-hour label.
 The line also gives the AUROC of each half of the validation patients. The split is the one `sepsis pipeline`
-uses with split.seed 42, validation_fraction 0.2 and calibration_fraction 0.2.
+uses with split.seed SPLIT_SEED (default 42), validation_fraction 0.2 and calibration_fraction 0.2.
 """
 
 import hashlib
@@ -57,13 +57,13 @@ def split(patients, septic, seed, fraction):
     return chosen
 
 
-def pipeline_split(patient, label):
+def pipeline_split(patient, label, seed=42):
     """Returns whether each patient is septic (in order of first row), and the validation and
-    calibration patients of the pipeline's default split."""
+    calibration patients of the pipeline's split with the given split.seed."""
     septic = pd.Series(label).groupby(patient, sort=False).max().astype(bool).to_dict()
-    validation = split(list(septic), septic, 42, 0.2)
+    validation = split(list(septic), septic, seed, 0.2)
     rest = [p for p in septic if p not in validation]
-    return septic, validation, split(rest, septic, 43, 0.2)
+    return septic, validation, split(rest, septic, seed + 1, 0.2)
 
 
 def auroc(labels, scores):
@@ -188,7 +188,8 @@ EXPERIMENTS = {
     "top_240_features": ("label", False, {}, None, 240),
 }
 
-# name: (LightGBM parameters of the onset booster, patients, objective). A factored experiment
+# name: (LightGBM parameters of the onset booster, patients, objective, onset weighting). A
+# factored experiment
 # fits two boosters and scores with the sum of their log-probabilities, that is the product
 # P(the patient becomes septic) * P(the hour is labelled positive | the patient becomes
 # septic). With the objective "binary" the log-probability is the log-sigmoid of the raw score.
@@ -200,14 +201,17 @@ EXPERIMENTS = {
 # "patients" names what the boosters are fitted on. "fit" is the fit patients, and
 # "fit_and_calibration" is 80 % of the patients, as many as cross-fitting's boosters see
 # together. "cross_fit" fits one pair per fold, as the cross-fitting experiments do, and
-# averages their scores.
+# averages their scores. The onset weighting "hour" weighs every septic hour the same, and
+# "patient" weighs each septic patient the same (each hour one over the patient's fitted hours,
+# scaled to a mean of 1), as `training.onset.weighting: patient` does.
 SMALL_TREES = {"num_leaves": 7, "min_data_in_leaf": 200}
 FACTORED = {
-    "patient_and_onset": ({}, "fit", "binary"),
-    "patient_and_onset_small_trees": (SMALL_TREES, "fit", "binary"),
-    "patient_and_onset_small_trees_80": (SMALL_TREES, "fit_and_calibration", "binary"),
-    "patient_and_onset_small_trees_cross_fit": (SMALL_TREES, "cross_fit", "binary"),
-    "patient_and_onset_poisson": (SMALL_TREES, "fit", "poisson"),
+    "patient_and_onset": ({}, "fit", "binary", "hour"),
+    "patient_and_onset_small_trees": (SMALL_TREES, "fit", "binary", "hour"),
+    "patient_and_onset_small_trees_80": (SMALL_TREES, "fit_and_calibration", "binary", "hour"),
+    "patient_and_onset_small_trees_cross_fit": (SMALL_TREES, "cross_fit", "binary", "hour"),
+    "patient_and_onset_poisson": (SMALL_TREES, "fit", "poisson", "hour"),
+    "patient_and_onset_poisson_patient_weights": (SMALL_TREES, "fit", "poisson", "patient"),
 }
 
 
@@ -228,16 +232,21 @@ def log_sigmoid(raw):
 
 
 def factored_scores(matrix, names, patient, outcome, septic, fit, in_validation, onset_params,
-                    objective):
+                    objective, weighting):
     """Returns the factored experiment's validation scores."""
     ever_septic = np.array([septic[p] for p in patient], dtype=np.float32)
     septic_fit = fit & (ever_septic == 1)
     params = dict(DEFAULT_PARAMS, objective=objective)
     patient_booster = lgb.train(
         params, lgb.Dataset(matrix[fit], ever_septic[fit], feature_name=names))
+    weights = None
+    if weighting == "patient":
+        fitted = pd.Series(patient[septic_fit])
+        weights = 1.0 / fitted.map(fitted.value_counts()).to_numpy(dtype=np.float64)
+        weights /= weights.mean()
     onset_booster = lgb.train(
         dict(params, **onset_params),
-        lgb.Dataset(matrix[septic_fit], outcome[septic_fit], feature_name=names))
+        lgb.Dataset(matrix[septic_fit], outcome[septic_fit], weight=weights, feature_name=names))
     rows = matrix[in_validation]
     log_probability = log_sigmoid if objective == "binary" else (lambda raw: raw)
     return (log_probability(patient_booster.predict(rows, raw_score=True))
@@ -246,9 +255,10 @@ def factored_scores(matrix, names, patient, outcome, septic, fit, in_validation,
 
 def main():
     known = list(EXPERIMENTS) + list(FACTORED)
-    if len(sys.argv) != 3 or sys.argv[2] not in known:
-        sys.exit(f"usage: {sys.argv[0]} FEATURES_PARQUET {{{','.join(known)}}}")
+    if len(sys.argv) not in (3, 4) or sys.argv[2] not in known:
+        sys.exit(f"usage: {sys.argv[0]} FEATURES_PARQUET {{{','.join(known)}}} [SPLIT_SEED]")
     path, name = sys.argv[1], sys.argv[2]
+    split_seed = int(sys.argv[3]) if len(sys.argv) == 4 else 42
     target, cross_fit, extra, add_features, top = EXPERIMENTS.get(
         name, ("label", False, {}, None, None))
 
@@ -264,7 +274,7 @@ def main():
     outcome = table["outcome"].to_numpy()
     y = table[target].to_numpy()
 
-    septic, validation, calibration = pipeline_split(patient, label)
+    septic, validation, calibration = pipeline_split(patient, label, split_seed)
     rest = [p for p in septic if p not in validation]
     in_validation = np.isin(patient, list(validation))
     params = dict(DEFAULT_PARAMS, **extra)
@@ -272,18 +282,19 @@ def main():
     started = time.time()
     fit = ~in_validation & ~np.isin(patient, list(calibration))
     if name in FACTORED:
-        onset_params, fitted_on, objective = FACTORED[name]
+        onset_params, fitted_on, objective, weighting = FACTORED[name]
         if fitted_on == "cross_fit":
             row_fold = fold_of_rows(patient, septic, rest)
             scores = np.zeros(in_validation.sum())
             for k in range(FOLDS):
                 rows = (row_fold >= 0) & (row_fold != k)
                 scores += factored_scores(matrix, names, patient, outcome, septic, rows,
-                                          in_validation, onset_params, objective) / FOLDS
+                                          in_validation, onset_params, objective,
+                                          weighting) / FOLDS
         else:
             rows = ~in_validation if fitted_on == "fit_and_calibration" else fit
             scores = factored_scores(matrix, names, patient, outcome, septic, rows,
-                                     in_validation, onset_params, objective)
+                                     in_validation, onset_params, objective, weighting)
     elif not cross_fit:
         booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         if top is not None:
@@ -307,6 +318,7 @@ def main():
     sepsis_label = outcome[in_validation]
     print(json.dumps({
         "experiment": name,
+        "split_seed": split_seed,
         "auroc_sepsis_label": round(auroc(sepsis_label, scores), 4),
         "auroc_12h_label": round(auroc(label[in_validation], scores), 4),
         "auroc_sepsis_label_halves": [

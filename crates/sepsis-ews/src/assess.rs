@@ -568,6 +568,7 @@ mod tests {
             .unwrap()
             .training;
         config.folds = folds;
+        config.shape = ModelShape::OneBooster;
         config.num_iterations = 5;
         config.min_data_in_leaf = 5;
         config.num_threads = 1;

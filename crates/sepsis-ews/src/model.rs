@@ -98,6 +98,16 @@ pub enum Link {
     Log,
 }
 
+impl Link {
+    /// Turns a raw score into the model's output with LightGBM's formula.
+    pub fn apply(self, raw_score: f64) -> f64 {
+        match self {
+            Link::Logistic { sigmoid } => 1.0 / (1.0 + (-sigmoid * raw_score).exp()),
+            Link::Log => raw_score.exp(),
+        }
+    }
+}
+
 /// A parsed LightGBM model with one output per row.
 #[derive(Debug, Clone)]
 pub struct TreeModel {
@@ -225,10 +235,7 @@ impl TreeModel {
 
     /// Turns a raw score into the model's output with LightGBM's formula.
     fn to_probability(&self, raw_score: f64) -> f64 {
-        match self.link {
-            Link::Logistic { sigmoid } => 1.0 / (1.0 + (-sigmoid * raw_score).exp()),
-            Link::Log => raw_score.exp(),
-        }
+        self.link.apply(raw_score)
     }
 
     /// Computes the probability of every row of a matrix, on all cores.

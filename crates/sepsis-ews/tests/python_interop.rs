@@ -21,32 +21,33 @@ fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// The default model: two boosters of `patient_and_onset` summed, whose
+/// Poisson objective turns the raw score into a probability with `exp`.
 #[tokio::test(flavor = "multi_thread")]
 async fn model_predicts_identically_everywhere() {
     predicts_identically_everywhere(&[]).await;
 }
 
-/// The same checks for the mean of five cross-fitted boosters, which the
-/// crate writes as one merged LightGBM text model.
+/// The same checks for five cross-fitted pairs of boosters, which the crate
+/// writes as one merged LightGBM text model.
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_fitted_model_predicts_identically_everywhere() {
     predicts_identically_everywhere(&[("training.folds", "5"), ("training.num_iterations", "60")])
         .await;
 }
 
-/// The same checks for the two summed boosters of `patient_and_onset`, whose
-/// Poisson objective turns the raw score into a probability with `exp`.
+/// The same checks for one booster with the binary objective, whose link is
+/// the sigmoid.
 #[tokio::test(flavor = "multi_thread")]
-async fn pair_model_predicts_identically_everywhere() {
-    predicts_identically_everywhere(&[("training.shape", "patient_and_onset")]).await;
+async fn one_booster_model_predicts_identically_everywhere() {
+    predicts_identically_everywhere(&[("training.shape", "one_booster")]).await;
 }
 
-/// The same checks for the pair cross-fitted: five pairs of boosters in one
-/// model.
+/// The same checks for the mean of five cross-fitted single boosters.
 #[tokio::test(flavor = "multi_thread")]
-async fn cross_fitted_pair_predicts_identically_everywhere() {
+async fn cross_fitted_one_booster_predicts_identically_everywhere() {
     predicts_identically_everywhere(&[
-        ("training.shape", "patient_and_onset"),
+        ("training.shape", "one_booster"),
         ("training.folds", "5"),
         ("training.num_iterations", "60"),
     ])

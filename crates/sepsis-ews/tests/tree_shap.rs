@@ -19,8 +19,19 @@ fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// The default model: the two summed Poisson boosters of `patient_and_onset`.
 #[tokio::test(flavor = "multi_thread")]
 async fn contributions_equal_lightgbm() {
+    contributions_equal_lightgbm_for("patient_and_onset").await;
+}
+
+/// One binary booster, whose raw score is a log-odds.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_booster_contributions_equal_lightgbm() {
+    contributions_equal_lightgbm_for("one_booster").await;
+}
+
+async fn contributions_equal_lightgbm_for(shape: &str) {
     let config = Config::load(&ConfigSources {
         file: None,
         read_env: false,
@@ -32,6 +43,7 @@ async fn contributions_equal_lightgbm() {
             ),
             ("training.num_iterations".into(), "60".into()),
             ("training.num_threads".into(), "1".into()),
+            ("training.shape".into(), shape.into()),
         ],
     })
     .unwrap();
@@ -49,6 +61,12 @@ async fn contributions_equal_lightgbm() {
     let model_key = format!("runs/{}/model.txt", trained.run_id);
     let model_text = ctx.store.get(Area::Artifacts, &model_key).await.unwrap();
     let model_text = std::str::from_utf8(&model_text).unwrap();
+    let objective = if shape == "one_booster" {
+        "binary"
+    } else {
+        "poisson"
+    };
+    assert!(model_text.contains(&format!("\nobjective={objective}")));
     let booster = Booster::from_string(model_text).unwrap();
     let model = TreeModel::parse(model_text).unwrap();
 

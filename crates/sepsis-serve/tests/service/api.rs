@@ -254,7 +254,7 @@ async fn explanation_lists_top_contributions() {
         + explanation["base_value"].as_f64().unwrap();
     let raw = explanation["raw_score"].as_f64().unwrap();
     assert!((sum - raw).abs() < 1e-9, "{sum} vs {raw}");
-    let uncalibrated = 1.0 / (1.0 + (-raw).exp());
+    let uncalibrated = loaded.model.trees.link().apply(raw);
     let calibrated = loaded.model.card.calibration.apply(uncalibrated);
     assert!((calibrated - result["probability"].as_f64().unwrap()).abs() < 1e-12);
     // HR was sent, so its carried value is listed with it.
