@@ -182,8 +182,8 @@ fn one_fold() -> u32 {
 
 /// The model's shape: the boosters and what each learns. Either way the
 /// saved model is one LightGBM text model. The shipped configuration chooses
-/// `patient_and_onset`; `Default` gives `one_booster`, the shape of every
-/// model trained before the setting existed, for reading their model cards.
+/// `patient_and_onset`. `Default` gives `one_booster`, the shape of every
+/// model trained before the setting existed, so that their model cards read.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelShape {
