@@ -246,7 +246,29 @@ impl InputColumns {
     }
 }
 
+/// Rejects a body whose JSON value is an array. serde reads a struct from a
+/// JSON array too, field by field in declaration order, so `[null]` would
+/// pass as an object, while the request schemas allow objects only. A
+/// malformed array is still reported as malformed JSON.
+///
+/// NOTE: only the top level is checked. An array nested where the schema
+/// has an object, such as a row given as `[97, 95]`, is still read by field
+/// order.
+pub(crate) fn reject_array_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| ApiError::MalformedJson {
+        detail: format!("the body is not valid JSON: {e}"),
+    })?;
+    Err(ApiError::InvalidInput {
+        field: None,
+        detail: "the body is a JSON array, but the request must be a JSON object".into(),
+    })
+}
+
 fn parse_json(body: &[u8]) -> Result<RawRequest, ApiError> {
+    reject_array_body(body)?;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: Result<RawRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
     let raw = match parsed {

@@ -273,6 +273,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn parse_train_request(body: &[u8]) -> Result<TrainRequest, ApiError> {
+    crate::input::reject_array_body(body)?;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: Result<TrainRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
     let request = parsed.map_err(|error| {

@@ -346,6 +346,13 @@ fn cases() -> Vec<Case> {
         // serde reads a struct from an array too, so this fails at the
         // second level as a wrong type, before the recursion limit.
         raw_case("deep nesting", deep.as_bytes(), unprocessable),
+        raw_case("array instead of an object", b"[null]", unprocessable),
+        raw_case(
+            "array of rows as the body",
+            b"[[{\"HR\": 97}]]",
+            unprocessable,
+        ),
+        raw_case("malformed array", b"[null", bad),
         raw_case("deep nesting in a value", deep_row.as_bytes(), bad),
         raw_case("invalid UTF-8", &invalid_utf8, bad),
         raw_case(

@@ -202,6 +202,14 @@ async fn training_request_is_checked() {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     let reply = send(&app, train_request(Some(TOKEN), "{not json")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // serde would read the struct from an array by field order.
+    let reply = send(&app, train_request(Some(TOKEN), "[null]")).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json()["error"], "invalid_input");
+    let reply = send(&app, train_request(Some(TOKEN), "[\"data.csv\"]")).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let reply = send(&app, train_request(Some(TOKEN), "[null")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let reply = send(&app, status_request("/train/unknown-id")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.json()["error"], "not_found");
