@@ -160,7 +160,7 @@ impl InputColumns {
         max_rows: usize,
         default_top_k: usize,
     ) -> Result<PredictRequest, ApiError> {
-        let raw = parse_json(body)?;
+        let raw: RawRequest = parse_json_object(body)?;
         if raw.top_k == Some(0) {
             return Err(ApiError::invalid("top_k", "must be at least 1"));
         }
@@ -246,51 +246,47 @@ impl InputColumns {
     }
 }
 
-/// Rejects a body whose JSON value is an array. serde reads a struct from a
-/// JSON array too, field by field in declaration order, so `[null]` would
-/// pass as an object, while the request schemas allow objects only. A
-/// malformed array is still reported as malformed JSON.
+/// Parses a request body as one JSON object of type `T`. A value that does
+/// not fit `T` is invalid input (422) naming its path, and text that is not
+/// JSON is malformed (400).
+///
+/// serde reads a struct from a JSON array too, field by field in declaration
+/// order, so `[null]` would pass as an object, while the request schemas
+/// allow objects only. A body that is a JSON array is therefore rejected
+/// before `T` is read.
 ///
 /// NOTE: only the top level is checked. An array nested where the schema
 /// has an object, such as a row given as `[97, 95]`, is still read by field
 /// order.
-pub(crate) fn reject_array_body(body: &[u8]) -> Result<(), ApiError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
-        return Ok(());
-    }
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| ApiError::MalformedJson {
-        detail: format!("the body is not valid JSON: {e}"),
-    })?;
-    Err(ApiError::InvalidInput {
-        field: None,
-        detail: "the body is a JSON array, but the request must be a JSON object".into(),
-    })
-}
-
-fn parse_json(body: &[u8]) -> Result<RawRequest, ApiError> {
-    reject_array_body(body)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<RawRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let raw = match parsed {
-        Ok(raw) => raw,
-        Err(error) => {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => ApiError::InvalidInput {
-                    field: (path != ".").then_some(path),
-                    detail: inner.to_string(),
-                },
-                _ => ApiError::MalformedJson {
-                    detail: format!("the body is not valid JSON: {inner}"),
-                },
-            });
-        }
+pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let malformed = |error: serde_json::Error| ApiError::MalformedJson {
+        detail: format!("the body is not valid JSON: {error}"),
     };
-    deserializer.end().map_err(|e| ApiError::MalformedJson {
-        detail: format!("the body is not valid JSON: {e}"),
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(malformed)?;
+        return Err(ApiError::InvalidInput {
+            field: None,
+            detail: "the body is a JSON array, but the request must be a JSON object".into(),
+        });
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = parsed.map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidInput {
+                field: (path != ".").then_some(path),
+                detail: inner.to_string(),
+            },
+            _ => malformed(inner),
+        }
     })?;
-    Ok(raw)
+    deserializer.end().map_err(malformed)?;
+    Ok(value)
 }
 
 fn check_batch(rows: usize, limit: usize, field: &'static str) -> Result<(), ApiError> {

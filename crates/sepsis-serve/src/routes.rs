@@ -234,7 +234,7 @@ pub async fn start_training(
         TrainRequest::default()
     } else {
         require_json(&headers)?;
-        parse_train_request(&body)?
+        crate::input::parse_json_object::<TrainRequest>(&body)?
     };
     let job = train::start(&state, train_request)?;
     let mut response = json_response(StatusCode::ACCEPTED, &job);
@@ -270,29 +270,6 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     state.jobs().authorize(header)
-}
-
-fn parse_train_request(body: &[u8]) -> Result<TrainRequest, ApiError> {
-    crate::input::reject_array_body(body)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<TrainRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let request = parsed.map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidInput {
-                field: (path != ".").then_some(path),
-                detail: inner.to_string(),
-            },
-            _ => ApiError::MalformedJson {
-                detail: format!("the body is not valid JSON: {inner}"),
-            },
-        }
-    })?;
-    deserializer.end().map_err(|e| ApiError::MalformedJson {
-        detail: format!("the body is not valid JSON: {e}"),
-    })?;
-    Ok(request)
 }
 
 fn not_ready(state: &AppState) -> ApiError {
