@@ -30,7 +30,7 @@ struct RawRequest {
     #[serde(default)]
     rows: Option<Vec<Observation>>,
     #[serde(default)]
-    patients: Option<Vec<RawPatient>>,
+    patients: Option<Vec<ObjectOnly<RawPatient>>>,
     /// `Some` whenever the key is present, even as `null`, because a
     /// request with `rows` must not have the key at all.
     #[serde(default, deserialize_with = "present")]
@@ -55,6 +55,32 @@ where
 struct RawPatient {
     patient_id: String,
     observations: Vec<Observation>,
+}
+
+/// A struct that is accepted only as a JSON object. serde's derived code
+/// also reads a struct from a JSON array, field by field in declaration
+/// order, so without this wrapper `["p1", [...]]` would pass as a patient.
+#[derive(Debug)]
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = ObjectOnly<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ObjectOnly<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
 }
 
 /// One JSON object of hourly values, its entries in the order sent, so that
@@ -201,6 +227,7 @@ impl InputColumns {
                 Subjects::Rows(list.len())
             }
             (None, Some(patients)) => {
+                let patients: Vec<RawPatient> = patients.into_iter().map(|p| p.0).collect();
                 if patients.is_empty() {
                     return Err(ApiError::invalid(
                         "patients",
@@ -255,9 +282,8 @@ impl InputColumns {
 /// allow objects only. A body that is a JSON array is therefore rejected
 /// before `T` is read.
 ///
-/// NOTE: only the top level is checked. An array nested where the schema
-/// has an object, such as a row given as `[97, 95]`, is still read by field
-/// order.
+/// Below the top level, nested structs are read through `ObjectOnly`, and
+/// hourly rows are read as maps.
 pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, ApiError> {

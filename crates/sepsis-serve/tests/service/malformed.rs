@@ -216,6 +216,12 @@ fn cases() -> Vec<Case> {
             Some("rows[0]"),
         ),
         json_case(
+            "patient as an array",
+            json!({"patients": [["p1", [valid_row()]]]}),
+            unprocessable,
+            Some("patients[0]"),
+        ),
+        json_case(
             "body is an array",
             json!([valid_row()]),
             unprocessable,
