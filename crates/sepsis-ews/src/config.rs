@@ -738,14 +738,31 @@ fn describe_figment_error(error: figment::Error) -> String {
                 },
                 None => "the configuration".to_string(),
             };
+            let kind = describe_error_kind(&e.kind);
             if key.is_empty() {
-                format!("{} in {origin}", e.kind)
+                format!("{kind} in {origin}")
             } else {
-                format!("{} for key {key} in {origin}", e.kind)
+                format!("{kind} for key {key} in {origin}")
             }
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Describes one figment error kind. figment's own text of an unknown
+/// variant quotes the list of choices and each choice, which doubles the
+/// backticks, so that kind lists the choices here.
+fn describe_error_kind(kind: &figment::error::Kind) -> String {
+    match kind {
+        figment::error::Kind::UnknownVariant(found, expected) => {
+            let choices: Vec<String> = expected.iter().map(|v| format!("`{v}`")).collect();
+            format!(
+                "unknown variant `{found}`, expected one of {}",
+                choices.join(", ")
+            )
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -768,6 +785,20 @@ mod tests {
         let config = load_with(&[]).unwrap();
         assert_eq!(config.training.num_iterations, 300);
         assert_eq!(config.layout, LayoutConfig::default());
+    }
+
+    #[test]
+    fn unknown_variant_lists_choices() {
+        let message = load_with(&[("training.shape", "bogus")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("training.shape"), "{message}");
+        assert!(message.contains("`bogus`"), "{message}");
+        assert!(
+            message.contains("expected one of `one_booster`, `patient_and_onset`"),
+            "{message}"
+        );
+        assert!(!message.contains("``"), "{message}");
     }
 
     #[test]
