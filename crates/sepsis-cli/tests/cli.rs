@@ -852,6 +852,10 @@ fn evaluate_and_predict_score_other_files() {
         ],
     ));
     assert_eq!(by_path["evaluation"], by_id["evaluation"]);
+    // The same model is named by the same URI, whether chosen by run id or by path.
+    let model_uri = by_id["model"].as_str().unwrap();
+    assert!(model_uri.starts_with("file:///"), "{model_uri}");
+    assert_eq!(by_path["model"], by_id["model"]);
 
     let out = dir.path().join("predictions.csv");
     let predicted = stdout_json(&sepsis(

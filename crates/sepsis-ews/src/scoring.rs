@@ -719,7 +719,7 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
         )
         .collect();
     DataEvaluation {
-        model: model.location.clone(),
+        model: location_uri(&model.location),
         run_id: model.sidecar.run_id.clone(),
         data: source.to_string(),
         rows: cohort.rows(),
@@ -727,6 +727,19 @@ pub fn evaluate_scored(model: &ScoringModel, data: &ScoredData, source: &str) ->
         evaluation: crate::interval::evaluate_with_intervals(cohort, probabilities, rule),
         baselines,
         subgroups: crate::assess::subgroups(cohort, probabilities, rule, &data.groups),
+    }
+}
+
+/// Returns a model location as a URI. Store and registry locations are URIs
+/// already, and a local path becomes the `file://` URI of its absolute path,
+/// so that one model is named the same way however it was chosen.
+fn location_uri(location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    match std::fs::canonicalize(location) {
+        Ok(path) => format!("file://{}", path.display()),
+        Err(_) => location.to_string(),
     }
 }
 
