@@ -215,6 +215,27 @@ FACTORED = {
     "patient_and_onset_poisson_patient_weights": (SMALL_TREES, "fit", "poisson", "patient"),
 }
 
+# Variants of the default pair (SMALL_TREES, "fit", "poisson", "hour"), each named by what it
+# changes. "patient" holds LightGBM parameters of the patient booster and "onset" more
+# parameters of the onset booster. With "patient_weight_power" p, each row of the patient
+# booster weighs the number of the patient's fitted hours to the power -p, scaled to a mean of
+# 1, so that p = 1 weighs every patient the same. "features" adds columns, as in EXPERIMENTS.
+# None of them gained more than 0.0011 on the default split (QUALITY.md).
+POISSON_PAIR = (SMALL_TREES, "fit", "poisson", "hour")
+PAIR_VARIANTS = {
+    "pair_patient_31_leaves": {"patient": {"num_leaves": 31, "min_data_in_leaf": 1000}},
+    "pair_patient_7_leaves": {"patient": SMALL_TREES},
+    "pair_patient_2000_rows_per_leaf": {
+        "patient": {"min_data_in_leaf": 2000, "feature_fraction": 0.3}},
+    "pair_patient_600_trees": {"patient": {"num_iterations": 600}},
+    "pair_onset_600_trees": {"onset": {"num_iterations": 600}},
+    "pair_patient_weights_sqrt": {"patient_weight_power": 0.5},
+    "pair_patient_weights": {"patient_weight_power": 1.0},
+    "pair_score_history": {"features": score_history_features},
+    "pair_patient_baseline": {"features": baseline_features},
+}
+FACTORED.update({name: POISSON_PAIR for name in PAIR_VARIANTS})
+
 
 def fold_of_rows(patient, septic, rest):
     """Returns each row's fold: the fit and calibration patients are cut into FOLDS folds,
@@ -233,13 +254,22 @@ def log_sigmoid(raw):
 
 
 def factored_scores(matrix, names, patient, outcome, septic, fit, in_validation, onset_params,
-                    objective, weighting):
-    """Returns the factored experiment's validation scores."""
+                    objective, weighting, variant):
+    """Returns the factored experiment's validation scores. `variant` is an entry of
+    PAIR_VARIANTS, or empty."""
     ever_septic = np.array([septic[p] for p in patient], dtype=np.float32)
     septic_fit = fit & (ever_septic == 1)
     params = dict(DEFAULT_PARAMS, objective=objective)
+    onset_params = dict(onset_params, **variant.get("onset", {}))
+    patient_weights = None
+    if "patient_weight_power" in variant:
+        fitted = pd.Series(patient[fit])
+        hours = fitted.map(fitted.value_counts()).to_numpy(dtype=np.float64)
+        patient_weights = hours ** -variant["patient_weight_power"]
+        patient_weights /= patient_weights.mean()
     patient_booster = lgb.train(
-        params, lgb.Dataset(matrix[fit], ever_septic[fit], feature_name=names))
+        dict(params, **variant.get("patient", {})),
+        lgb.Dataset(matrix[fit], ever_septic[fit], weight=patient_weights, feature_name=names))
     weights = None
     if weighting == "patient":
         fitted = pd.Series(patient[septic_fit])
@@ -262,6 +292,8 @@ def main():
     split_seed = int(sys.argv[3]) if len(sys.argv) == 4 else 42
     target, cross_fit, extra, add_features, top = EXPERIMENTS.get(
         name, ("label", False, {}, None, None))
+    variant = PAIR_VARIANTS.get(name, {})
+    add_features = variant.get("features", add_features)
 
     table = pq.read_table(path).to_pandas()
     names = list(table.columns[4:])
@@ -291,11 +323,12 @@ def main():
                 rows = (row_fold >= 0) & (row_fold != k)
                 scores += factored_scores(matrix, names, patient, outcome, septic, rows,
                                           in_validation, onset_params, objective,
-                                          weighting) / FOLDS
+                                          weighting, variant) / FOLDS
         else:
             rows = ~in_validation if fitted_on == "fit_and_calibration" else fit
             scores = factored_scores(matrix, names, patient, outcome, septic, rows,
-                                     in_validation, onset_params, objective, weighting)
+                                     in_validation, onset_params, objective, weighting,
+                                     variant)
     elif not cross_fit:
         booster = lgb.train(params, lgb.Dataset(matrix[fit], y[fit], feature_name=names))
         if top is not None:
