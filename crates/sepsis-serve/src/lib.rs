@@ -187,10 +187,32 @@ fn request_span<B>(request: &axum::http::Request<B>) -> Span {
         .unwrap_or("");
     tracing::info_span!(
         "request",
-        method = %request.method(),
+        method = method_label(request.method()),
         route,
         request_id,
     )
+}
+
+/// Returns the method's name for logs and metric labels. A client may send
+/// any token as the method, and every new name would add metric series, so
+/// a method outside the standard set is labelled `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
 }
 
 fn log_response<B>(response: &HttpResponse<B>, latency: Duration, span: &Span) {
@@ -204,11 +226,11 @@ fn log_response<B>(response: &HttpResponse<B>, latency: Duration, span: &Span) {
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = route_of(&request).to_string();
     let response = next.run(request).await;
     state.metrics().observe_request(
-        method.as_str(),
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -203,8 +203,33 @@ impl Jobs {
     }
 }
 
+/// Checks the `data` of a training request before it becomes an argument of
+/// the pipeline. An empty path, or one with a control character such as a
+/// NUL byte that no process argument can hold, is invalid input.
+fn check_data_path(data: &str) -> Result<(), ApiError> {
+    if data.is_empty() {
+        return Err(ApiError::invalid(
+            "data",
+            "must not be empty; omit the key to train on the configured data.default_input",
+        ));
+    }
+    if let Some(c) = data.chars().find(|c| c.is_control()) {
+        return Err(ApiError::invalid(
+            "data",
+            format!(
+                "contains the control character {:?}; send a file path on the service's machine",
+                c
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Starts a pipeline run unless one is running, and returns its job.
 pub fn start(state: &AppState, request: TrainRequest) -> Result<Job, ApiError> {
+    if let Some(data) = &request.data {
+        check_data_path(data)?;
+    }
     let jobs = state.jobs();
     let settings = &jobs.settings;
     let mut command = tokio::process::Command::new(&settings.program);

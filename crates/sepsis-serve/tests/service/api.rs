@@ -292,6 +292,12 @@ async fn metrics_use_route_templates() {
     predict(&app, &json!({"rows": [valid_row()]})).await;
     get(&app, "/train/some-job-id").await;
     get(&app, "/no/such/path").await;
+    let made_up = Request::builder()
+        .method("MADEUP")
+        .uri("/predict")
+        .body(Body::empty())
+        .unwrap();
+    send(&app, made_up).await;
     let reply = get(&app, "/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.headers[header::CONTENT_TYPE]
@@ -316,6 +322,9 @@ async fn metrics_use_route_templates() {
     assert!(text.contains(r#"route="unmatched""#), "{text}");
     assert!(!text.contains("some-job-id"), "{text}");
     assert!(!text.contains("/no/such/path"), "{text}");
+    // A method outside the standard set is counted, but not by its name.
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
     assert!(text.contains(r#"model_info{version="1"} 1"#), "{text}");
     assert!(
         text.contains("http_request_duration_seconds_bucket"),

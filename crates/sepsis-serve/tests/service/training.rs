@@ -210,6 +210,16 @@ async fn training_request_is_checked() {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     let reply = send(&app, train_request(Some(TOKEN), "[null")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // A path no process can take, or one that clap would read as missing.
+    for body in [
+        r#"{"data": ""}"#,
+        r#"{"data": "a\u0000b"}"#,
+        r#"{"data": "a\nb"}"#,
+    ] {
+        let reply = send(&app, train_request(Some(TOKEN), body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.json()["field"], "data", "{body}");
+    }
     let reply = send(&app, status_request("/train/unknown-id")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.json()["error"], "not_found");
