@@ -404,6 +404,7 @@ async fn run(cli: Cli, ctx: Context) -> anyhow::Result<()> {
         Command::Predict { data, out, model } => {
             check_output(&data, &out)?;
             let model = load_model(&ctx, model).await?;
+            check_output_outside_store(&out, &ctx.store, &model.location)?;
             let scored = scoring::score_file(&ctx.schema, &data, &model, scoring::Purpose::Predict)
                 .await
                 .with_context(|| format!("scoring {} failed", data.display()))?;
@@ -697,6 +698,49 @@ fn check_output(data: &std::path::Path, out: &std::path::Path) -> anyhow::Result
         anyhow::bail!(
             "--out {} is read-only; make it writable or give another path",
             out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Rejects an `--out` inside a local store or inside the folder of the model
+/// read from a path: the predictions would replace a stored file, such as a
+/// registry version's model, whose digest its record keeps.
+fn check_output_outside_store(
+    out: &std::path::Path,
+    store: &sepsis_ews::storage::Store,
+    model_location: &str,
+) -> anyhow::Result<()> {
+    // `out` may not exist yet, so its folder is resolved instead.
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    let Ok(out_folder) = std::fs::canonicalize(folder) else {
+        return Ok(());
+    };
+    let store_root = store
+        .root_uri()
+        .strip_prefix("file://")
+        .filter(|_| store.backend() == sepsis_ews::storage::Backend::Local)
+        .map(std::path::PathBuf::from);
+    if let Some(root) = store_root.filter(|root| out_folder.starts_with(root)) {
+        anyhow::bail!(
+            "--out {} is inside the store {}, whose files the predictions must not replace; \
+             give a path outside it",
+            out.display(),
+            root.display()
+        );
+    }
+    let model_folder = std::path::Path::new(model_location)
+        .parent()
+        .and_then(|folder| std::fs::canonicalize(folder).ok());
+    if model_folder.is_some_and(|model_folder| out_folder == model_folder) {
+        anyhow::bail!(
+            "--out {} is in the folder of the model {}, whose files the predictions must not \
+             replace; give a path outside it",
+            out.display(),
+            model_location
         );
     }
     Ok(())

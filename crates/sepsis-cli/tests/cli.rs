@@ -1074,6 +1074,54 @@ fn evaluate_and_predict_score_other_files() {
     assert!(stderr(&output).contains("read-only"), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(&locked).unwrap(), "keep\n");
 
+    // An output path inside the store, or beside the model read from a
+    // folder, would replace a model file: both are rejected.
+    let stored_model = std::path::Path::new(folder).join("model.txt");
+    let model_before = std::fs::read(&stored_model).unwrap();
+    let output = sepsis(
+        dir.path(),
+        &[
+            "predict",
+            "--data",
+            same,
+            "--out",
+            stored_model.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is inside the store"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&stored_model).unwrap(), model_before);
+    let copied = dir.path().join("copied-model");
+    std::fs::create_dir(&copied).unwrap();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copied.join(path.file_name().unwrap())).unwrap();
+    }
+    let copied_model = copied.join("model.txt");
+    let output = sepsis(
+        dir.path(),
+        &[
+            "predict",
+            "--data",
+            same,
+            "--model",
+            copied.to_str().unwrap(),
+            "--out",
+            copied_model.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("in the folder of the model"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&copied_model).unwrap(), model_before);
+
     // Histories that the schema refuses: named errors and no output file.
     let mut shuffled = valid_rows();
     shuffled.swap(2, 3);
