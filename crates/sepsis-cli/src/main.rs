@@ -237,7 +237,10 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         overrides.push(parse_override(&text)?);
     }
     if let Some(store) = &global.store {
-        overrides.push(("storage.uri".to_string(), store.clone()));
+        // An override is read as YAML, where a folder named `123` or `true`
+        // would not be a string; a JSON string is a YAML string, whatever it holds.
+        let quoted = serde_json::Value::String(store.clone()).to_string();
+        overrides.push(("storage.uri".to_string(), quoted));
     }
     if let Some(format) = global.log_format {
         let name = match format {

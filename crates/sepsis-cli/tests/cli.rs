@@ -368,6 +368,20 @@ fn invalid_store_uri_is_configuration_error() {
 }
 
 #[test]
+fn store_folder_named_like_yaml_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["123", "true", "null", "a: b"] {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        let output = sepsis_plain(
+            dir.path(),
+            &["registry", "list", "--store", name],
+            &[("SEPSIS__LOGGING__DIR", "")],
+        );
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+    }
+}
+
+#[test]
 fn flag_overrides_environment() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();
