@@ -238,7 +238,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     }
     if let Some(store) = &global.store {
         // An override is read as YAML, where a folder named `123` or `true`
-        // would not be a string; a JSON string is a YAML string, whatever it holds.
+        // would not be a string. A JSON string is read as the same string.
         let quoted = serde_json::Value::String(store.clone()).to_string();
         overrides.push(("storage.uri".to_string(), quoted));
     }
