@@ -382,6 +382,46 @@ fn store_folder_named_like_yaml_value() {
 }
 
 #[test]
+fn failed_run_tracking_has_no_patient_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows_of = |patient: &str, hr: &str| {
+        let mut lines = vec![HEADER.to_string()];
+        for hour in 1..=3 {
+            lines.push(row(patient, hour, if hour == 2 { hr } else { "80" }));
+        }
+        lines
+    };
+    let not_a_number = rows_of("patient-x7", "4x4");
+    let out_of_range = rows_of("patient-y9", "950");
+    for (name, lines, hidden) in [
+        ("number.csv", not_a_number, ["4x4", "patient-x7"]),
+        ("range.csv", out_of_range, ["950", "patient-y9"]),
+    ] {
+        let input = write_csv(dir.path(), name, &lines);
+        let output = sepsis(dir.path(), &["pipeline", "--data", input.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        // The error output still names the value.
+        assert!(stderr(&output).contains(hidden[0]), "{}", stderr(&output));
+    }
+    let tracking = dir.path().join("store/artifacts/tracking");
+    let mut runs = 0;
+    for entry in std::fs::read_dir(&tracking).unwrap() {
+        let record = std::fs::read_to_string(entry.unwrap().path().join("run.json")).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+        let error = record["error"].as_str().unwrap();
+        for text in ["4x4", "950", "patient-x7", "patient-y9"] {
+            assert!(!error.contains(text), "{text} in {error}");
+        }
+        assert!(
+            error.contains("line") || error.contains("validation failed"),
+            "{error}"
+        );
+        runs += 1;
+    }
+    assert_eq!(runs, 2);
+}
+
+#[test]
 fn flag_overrides_environment() {
     let dir = tempfile::tempdir().unwrap();
     let sample = sample();

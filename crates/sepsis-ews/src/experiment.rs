@@ -220,7 +220,7 @@ async fn finish(
         Ok(outcome) => outcome,
         Err(error) => {
             return run
-                .finish(RunStatus::Failed(format!("{:#}", anyhow_like(error))))
+                .finish(RunStatus::Failed(error.tracking_message()))
                 .await
         }
     };
@@ -309,18 +309,6 @@ async fn read_artifact(
             key: ctx.store.uri(area, key),
             source,
         })
-}
-
-/// Formats an error with its chain of causes, as `anyhow`'s `{:#}` does.
-fn anyhow_like(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn params_sink(params: &mut Vec<(String, String)>) -> impl FnMut(String, String) + '_ {

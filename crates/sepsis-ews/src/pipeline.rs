@@ -73,6 +73,43 @@ pub enum PipelineError {
     Run { location: String, message: String },
 }
 
+impl PipelineError {
+    /// Returns the message to store with a failed run in tracking, which is
+    /// sent to the tracking server. The messages of import and validation
+    /// name patient ids and values for the user at the terminal, so here
+    /// they keep the file, line and column and drop the rest.
+    pub fn tracking_message(&self) -> String {
+        const KEPT_OUT: &str = "the command's error output gives the details, which are kept \
+                                out of tracking because they may contain patient data";
+        match self {
+            PipelineError::Import(ImportError::Input { file, .. }) => {
+                format!("{file}: the input could not be imported; {KEPT_OUT}")
+            }
+            PipelineError::Import(ImportError::Read { file, line, .. }) => {
+                format!("{file}: line {line} could not be read; {KEPT_OUT}")
+            }
+            PipelineError::Import(ImportError::Value {
+                file, line, column, ..
+            }) => {
+                format!("{file}: line {line}, column {column:?} has an invalid value; {KEPT_OUT}")
+            }
+            PipelineError::Validate(ValidateError::Failed { count, report, .. }) => format!(
+                "validation failed with {count} error(s); full report: {report}; {KEPT_OUT}"
+            ),
+            other => {
+                let mut text = other.to_string();
+                let mut source = std::error::Error::source(other);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            }
+        }
+    }
+}
+
 /// The shared state of every step: configuration, schema, store and progress sink.
 #[derive(Clone)]
 pub struct Context {

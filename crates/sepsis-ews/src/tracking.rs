@@ -107,7 +107,7 @@ pub enum RunStatus {
     Finished,
     /// A failed run, with the error message stored in the tag `sepsis.error`.
     /// The message is sent to the tracking server, so it must not contain
-    /// patient data.
+    /// patient data; the pipeline passes `PipelineError::tracking_message`.
     Failed(String),
 }
 
