@@ -95,6 +95,17 @@ pub struct Store {
     layout: LayoutConfig,
 }
 
+/// Returns whether `name` follows S3's naming rules for general purpose
+/// buckets, checked before any request so that a mistyped URI fails at once.
+fn is_bucket_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=63).contains(&name.len())
+        && name.chars().all(allowed)
+        && name.starts_with(alphanumeric)
+        && name.ends_with(alphanumeric)
+}
+
 /// Returns the folder of a local store URI (a plain path or `file:///…`),
 /// or `None` for other schemes.
 fn local_folder(uri: &str) -> Option<PathBuf> {
@@ -156,6 +167,12 @@ impl Store {
                 return Err(invalid(
                     "the bucket name is missing, as in s3://bucket/prefix",
                 ));
+            }
+            if !is_bucket_name(bucket) {
+                return Err(invalid(&format!(
+                    "{bucket:?} is not a valid bucket name: use 3 to 63 lowercase letters, \
+                     digits, dots and hyphens, beginning and ending with a letter or digit"
+                )));
             }
             // NOTE: object_store reads credentials from AWS_* variables, web
             // identity and instance metadata, but not from ~/.aws/credentials.

@@ -252,3 +252,27 @@ fn relative_file_uri_is_rejected() {
     .unwrap_err();
     assert!(error.to_string().contains("absolute path"), "{error}");
 }
+
+#[test]
+fn invalid_bucket_name_is_rejected() {
+    for uri in [
+        "s3://bucket with space/x",
+        "s3://Upper/x",
+        "s3://ab",
+        "s3://-dash",
+        "s3://under_score",
+    ] {
+        let error = Store::open(
+            &StorageConfig {
+                uri: uri.into(),
+                s3_virtual_hosted_style: false,
+            },
+            &LayoutConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("not a valid bucket name"),
+            "{uri}: {error}"
+        );
+    }
+}
