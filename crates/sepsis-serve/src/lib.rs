@@ -124,6 +124,9 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     let watcher = state.spawn_model_watcher();
     tracing::info!(%addr, model = state.registry().model_name(), "listening");
+    // NOTE: axum's serve sets no HTTP/1 header read timeout, so a client that
+    // never completes its request headers keeps its connection open. The
+    // README asks for a proxy that bounds this in production.
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
