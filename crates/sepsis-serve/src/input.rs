@@ -338,6 +338,10 @@ fn check_patient_id(
             format!("must be between 1 and {MAX_PATIENT_ID_CHARS} characters long"),
         ));
     }
+    // The data files reject a blank id as missing, and so does the service.
+    if id.trim().is_empty() {
+        return Err(ApiError::invalid(field, "must not be blank"));
+    }
     if let Some(first) = seen.insert(id.to_string(), index) {
         return Err(ApiError::invalid(
             field,

@@ -280,6 +280,12 @@ fn cases() -> Vec<Case> {
             Some("patients[0].patient_id"),
         ),
         json_case(
+            "blank patient id",
+            json!({"patients": [{"patient_id": "   ", "observations": [at_hour(1.0)]}]}),
+            unprocessable,
+            Some("patients[0].patient_id"),
+        ),
+        json_case(
             "missing patient id",
             json!({"patients": [{"observations": [at_hour(1.0)]}]}),
             unprocessable,
