@@ -154,6 +154,7 @@ enum RegistryCommand {
 enum DataCommand {
     /// Import a directory of .psv files, a CSV or CSV.gz in PhysioNet long format, or a ready sepsis-data.csv.
     Import {
+        /// Data file or .psv folder to import into raw-data/ of the store.
         #[arg(long, value_name = "PATH")]
         data: PathBuf,
     },

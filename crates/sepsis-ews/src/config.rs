@@ -402,10 +402,17 @@ impl Config {
             Some(path) => {
                 // Check first that the file exists, because figment alone
                 // treats a missing file as empty.
-                std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                let metadata = std::fs::metadata(path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })?;
+                // figment reads a folder as an empty file too.
+                if metadata.is_dir() {
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        source: std::io::Error::other("it is a folder; give a YAML file"),
+                    });
+                }
                 figment.merge(Yaml::file(path))
             }
             None => figment,
@@ -785,6 +792,20 @@ mod tests {
         let config = load_with(&[]).unwrap();
         assert_eq!(config.training.num_iterations, 300);
         assert_eq!(config.layout, LayoutConfig::default());
+    }
+
+    #[test]
+    fn config_folder_is_rejected() {
+        let folder = tempfile::tempdir().unwrap();
+        let error = Config::load(&ConfigSources {
+            file: Some(folder.path().to_path_buf()),
+            read_env: false,
+            overrides: Vec::new(),
+        })
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }), "{error}");
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert!(source.contains("it is a folder"), "{source}");
     }
 
     #[test]
