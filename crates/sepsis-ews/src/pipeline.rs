@@ -81,16 +81,30 @@ impl PipelineError {
     pub fn tracking_message(&self) -> String {
         const KEPT_OUT: &str = "the command's error output gives the details, which are kept \
                                 out of tracking because they may contain patient data";
+        // A .psv file is named after its patient, so only its folder is kept.
+        let redact = |file: &str| -> String {
+            let path = Path::new(file);
+            let is_psv = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("psv"));
+            match (is_psv, path.parent()) {
+                (true, Some(folder)) => format!("a .psv file in {}", folder.display()),
+                _ => file.to_string(),
+            }
+        };
         match self {
             PipelineError::Import(ImportError::Input { file, .. }) => {
+                let file = redact(file);
                 format!("{file}: the input could not be imported; {KEPT_OUT}")
             }
             PipelineError::Import(ImportError::Read { file, line, .. }) => {
+                let file = redact(file);
                 format!("{file}: line {line} could not be read; {KEPT_OUT}")
             }
             PipelineError::Import(ImportError::Value {
                 file, line, column, ..
             }) => {
+                let file = redact(file);
                 format!("{file}: line {line}, column {column:?} has an invalid value; {KEPT_OUT}")
             }
             PipelineError::Validate(ValidateError::Failed { count, report, .. }) => format!(
@@ -995,4 +1009,25 @@ pub async fn run_pipeline(ctx: &Context, input: &Path) -> Result<PipelineOutcome
         validation_patients: trained.sidecar.validation_patients,
         folds: trained.sidecar.split.folds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_message_drops_patient_data() {
+        let error = PipelineError::Import(ImportError::Value {
+            file: "/data/setA/p000123.psv".into(),
+            line: 4,
+            column: "HR".into(),
+            message: "invalid number \"abc\"".into(),
+        });
+        let message = error.tracking_message();
+        assert!(message.contains("line 4"), "{message}");
+        assert!(message.contains("\"HR\""), "{message}");
+        assert!(message.contains("/data/setA"), "{message}");
+        assert!(!message.contains("p000123"), "{message}");
+        assert!(!message.contains("abc"), "{message}");
+    }
 }
