@@ -479,10 +479,10 @@ impl Config {
              only; use sample_weights or none",
         )?;
         ensure(
-            t.learning_rate > 0.0 && t.learning_rate.is_finite(),
+            t.learning_rate > 0.0 && t.learning_rate <= 1.0,
             "training.learning_rate",
             t.learning_rate,
-            "must be a positive number",
+            "must be greater than 0 and at most 1: it shrinks each tree's contribution",
         )?;
         ensure(
             t.max_bin >= 2,
@@ -589,6 +589,24 @@ impl Config {
             format!("{:?}", gate.minimums),
             "must be finite numbers",
         )?;
+        // Every gate metric is at most 1. All but the utility are at least 0,
+        // and the utility of a model that alerts badly can fall below 0. A
+        // minimum outside that range could never be met, or always would be.
+        for (metric, minimum) in &gate.minimums {
+            let lowest = match metric {
+                GateMetric::Utility => f64::NEG_INFINITY,
+                _ => 0.0,
+            };
+            ensure(
+                (lowest..=1.0).contains(minimum),
+                "registry.gate.minimums",
+                format!("{}: {minimum}", metric.name()),
+                match metric {
+                    GateMetric::Utility => "must be at most 1, the utility of a perfect model",
+                    _ => "must be between 0 and 1",
+                },
+            )?;
+        }
         let name = &raw.registry.model_name;
         ensure(
             !name.is_empty()
@@ -891,6 +909,31 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("training.learning_rate"), "{message}");
         assert!(message.contains("-0.1"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_rates_rejected() {
+        for (key, value, expected) in [
+            ("training.learning_rate", "2", "training.learning_rate = 2"),
+            ("training.learning_rate", "0", "training.learning_rate = 0"),
+            (
+                "registry.gate.minimums.utility",
+                "5",
+                "minimums = utility: 5",
+            ),
+            ("registry.gate.minimums.auroc", "-1", "minimums = auroc: -1"),
+            (
+                "registry.gate.minimums.auroc_sepsis_label",
+                "1.5",
+                "minimums = auroc_sepsis_label: 1.5",
+            ),
+        ] {
+            let message = load_with(&[(key, value)]).unwrap_err().to_string();
+            assert!(message.contains(expected), "{key}: {message}");
+        }
+        // A utility minimum below 0 is a real choice: a model may score below doing nothing.
+        assert!(load_with(&[("registry.gate.minimums.utility", "-0.5")]).is_ok());
+        assert!(load_with(&[("training.learning_rate", "1")]).is_ok());
     }
 
     #[test]
