@@ -723,12 +723,10 @@ fn check_output_outside_store(
     let Ok(out_folder) = std::fs::canonicalize(folder) else {
         return Ok(());
     };
-    let store_root = store
-        .root_uri()
-        .strip_prefix("file://")
-        .filter(|_| store.backend() == sepsis_ews::storage::Backend::Local)
-        .map(std::path::PathBuf::from);
-    if let Some(root) = store_root.filter(|root| out_folder.starts_with(root)) {
+    if let Some(root) = store
+        .local_root()
+        .filter(|root| out_folder.starts_with(root))
+    {
         anyhow::bail!(
             "--out {} is inside the store {}, whose files the predictions must not replace; \
              give a path outside it",

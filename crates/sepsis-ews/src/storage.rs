@@ -252,6 +252,15 @@ impl Store {
         &self.display_root
     }
 
+    /// Returns the absolute folder of a local store, or `None` for the
+    /// other backends.
+    pub fn local_root(&self) -> Option<PathBuf> {
+        match self.backend {
+            Backend::Local => local_folder(&self.display_root),
+            Backend::S3 | Backend::Memory => None,
+        }
+    }
+
     fn area_name(&self, area: Area) -> &str {
         match area {
             Area::RawData => &self.layout.raw_data,
