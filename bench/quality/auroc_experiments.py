@@ -216,7 +216,7 @@ FACTORED = {
 }
 
 # Variants of the default pair (SMALL_TREES, "fit", "poisson", "hour"), each named by what it
-# changes. "patient" holds LightGBM parameters of the patient booster and "onset" more
+# changes. "patient" gives LightGBM parameters of the patient booster and "onset" more
 # parameters of the onset booster. With "patient_weight_power" p, each row of the patient
 # booster weighs the number of the patient's fitted hours to the power -p, scaled to a mean of
 # 1, so that p = 1 weighs every patient the same. "features" adds columns, as in EXPERIMENTS.

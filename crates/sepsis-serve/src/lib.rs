@@ -126,7 +126,7 @@ pub async fn serve(
     tracing::info!(%addr, model = state.registry().model_name(), "listening");
     // NOTE: axum's serve sets no HTTP/1 header read timeout, so a client that
     // never completes its request headers keeps its connection open. The
-    // README asks for a proxy that bounds this in production.
+    // README says to run the service behind a proxy that bounds this.
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;

@@ -217,8 +217,7 @@ fn check_data_path(data: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             "data",
             format!(
-                "contains the control character {:?}; send a file path on the service's machine",
-                c
+                "contains the control character {c:?}; send a file path on the service's machine"
             ),
         ));
     }
